@@ -1,0 +1,61 @@
+"""model_manager: fast, verified inference for image and video models behind one Runner interface.
+
+Public names only; heavy optional backends (TensorRT, OpenVINO, PyAV) are imported lazily.
+"""
+
+from .config import ModelConfig, QualityGates
+from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
+from .errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    InvalidInputError,
+    InvalidNameError,
+    ModelInputError,
+    ModelLookupError,
+    ModelManagerError,
+    RunnerClosedError,
+    StateDictMismatchError,
+    StrategyUnavailableError,
+    UnknownModelError,
+    UnknownStrategyError,
+    UnsafeCheckpointError,
+    UnsupportedArchitectureError,
+    WeightsUnavailableError,
+)
+from .manager import ModelManager
+from .optimization import Optimization
+from .registry import ModelEntry, ModelRegistry
+from .runners import Runner, RunnerInfo, TorchRunner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "CheckpointError",
+    "InvalidInputError",
+    "InvalidNameError",
+    "ModelConfig",
+    "ModelDescriptor",
+    "ModelEntry",
+    "ModelInputError",
+    "ModelLookupError",
+    "ModelManager",
+    "ModelManagerError",
+    "ModelRegistry",
+    "Optimization",
+    "QualityGates",
+    "Runner",
+    "RunnerClosedError",
+    "RunnerInfo",
+    "ShapeProfile",
+    "StateDictMismatchError",
+    "StrategyUnavailableError",
+    "TensorSpec",
+    "TorchRunner",
+    "UnknownModelError",
+    "UnknownStrategyError",
+    "UnsafeCheckpointError",
+    "UnsupportedArchitectureError",
+    "WeightsUnavailableError",
+    "__version__",
+]

@@ -1,0 +1,95 @@
+"""The ``model-manager`` command line: list models, inspect checkpoints, run a model on images.
+
+Exit codes: 0 success, 1 a model_manager error (message on stderr), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import ModelConfig
+from .errors import ModelManagerError
+from .optimization import Optimization
+
+log = logging.getLogger("model_manager.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="model-manager", description="Fast, verified inference for image and video models."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="registered models with their descriptors")
+    p.add_argument("--type", dest="model_type", help="only this model type")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("samples", help="the real sample images shipped with the package")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
+    p = sub.add_parser("inspect", help="detect a checkpoint's architecture and hyperparameters")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("run", help="run a model on an image (sample:NAME for a shipped sample)")
+    p.add_argument("model_type")
+    p.add_argument("name", help="model name, or 'default'")
+    p.add_argument("input", help="image path or sample:NAME (first frame for interpolation)")
+    p.add_argument("output", type=Path, help="output image path (PNG, JPEG, ...)")
+    p.add_argument("--second", help="second frame (interpolation), path or sample:NAME")
+    p.add_argument("--timestep", type=float, default=0.5, help="interpolation time in 0..1")
+    p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
+    p.add_argument("--optimization", default="none",
+                   help=f"strategy: {', '.join(o.value for o in Optimization)}")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(asyncio.run(_dispatch(args)) or 0)
+    except ModelManagerError as exc:
+        print(f"model-manager: error: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    from .commands import inspect_checkpoint, list_models, list_samples, run_image
+
+    handlers: dict[str, Any] = {
+        "list": list_models,
+        "samples": list_samples,
+        "inspect": inspect_checkpoint,
+        "run": run_image,
+    }
+    started = time.perf_counter()
+    result = await handlers[args.command](args, ModelConfig.from_env())
+    log.info("%s finished in %.2f s", args.command, time.perf_counter() - started)
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str) if args.json else _text(args.command, result))
+    return 0
+
+
+def _text(command: str, result: Any) -> str:
+    from .commands import format_text
+
+    return format_text(command, result)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What each CLI sub-command does, as async functions returning JSON-ready data (cli.py prints it)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import load_checkpoint
+from .config import ModelConfig
+from .errors import InvalidInputError
+from .images import from_batch, read_image, to_batch, write_image
+from .manager import ModelManager
+from .samples import SAMPLE_NAMES, sample_path
+
+
+async def list_models(args: argparse.Namespace, config: ModelConfig) -> list[dict[str, Any]]:
+    async with ModelManager(config) as manager:
+        return manager.list_models(args.model_type)
+
+
+async def list_samples(args: argparse.Namespace, config: ModelConfig) -> list[dict[str, str]]:
+    return [{"name": n, "path": str(sample_path(n))} for n in SAMPLE_NAMES]
+
+
+async def inspect_checkpoint(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    import asyncio
+
+    loaded = await asyncio.to_thread(load_checkpoint, args.checkpoint)
+    params = sum(p.numel() for p in loaded.module.parameters())
+    return {
+        "path": str(args.checkpoint),
+        "architecture": loaded.architecture,
+        "parameters": params,
+        "descriptor": loaded.descriptor.to_dict(),
+    }
+
+
+def _read(spec: str) -> np.ndarray:
+    """An image from a path or ``sample:NAME``."""
+    if spec.startswith("sample:"):
+        return read_image(sample_path(spec.split(":", 1)[1]))
+    return read_image(spec)
+
+
+async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    async with ModelManager(config) as manager:
+        if args.checkpoint is not None:
+            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
+        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        spec = runner.input_spec[0]
+        inputs = [to_batch(_read(args.input), spec.value_range)]
+        if args.model_type == "interpolation":
+            if args.second is None:
+                raise InvalidInputError("interpolation needs two frames: pass --second PATH")
+            if not 0.0 <= args.timestep <= 1.0:
+                raise InvalidInputError(f"expected --timestep in 0..1, got {args.timestep}")
+            inputs.append(to_batch(_read(args.second), spec.value_range))
+            inputs.append(np.full((1, 1, 1, 1), args.timestep, dtype=np.float32))
+        output = await runner.infer(*inputs)
+        image = from_batch(output, runner.descriptor.output.value_range)[0]
+        write_image(args.output, image)
+        return {
+            "input": args.input,
+            "output": str(args.output),
+            "input_size": list(inputs[0].shape[-2:]),
+            "output_size": list(image.shape[:2]),
+            "runner": runner.info.to_dict(),
+        }
+
+
+def format_text(command: str, result: Any) -> str:
+    """Human-readable rendering of a command's result."""
+    if command == "list":
+        return _models_table(result)
+    if command == "samples":
+        return "\n".join(f"{r['name']:<10} {r['path']}" for r in result)
+    if command == "inspect":
+        d = result["descriptor"]
+        return (f"{result['path']}: {result['architecture']}, {result['parameters']:,} parameters, "
+                f"scale x{d['scale']}, hyperparameters {d['hyperparameters']}")
+    if command == "run":
+        info = result["runner"]
+        return (f"wrote {result['output']} ({result['output_size'][1]}x{result['output_size'][0]}) "
+                f"with {info['model_type']}/{info['name']} [{info['strategy']}, {info['backend']}, "
+                f"{info['device']}]")
+    return str(result)
+
+
+def _models_table(rows: list[dict[str, Any]]) -> str:
+    header = ("TYPE", "NAME", "ARCHITECTURE", "IN", "RANGE", "SCALE", "SIZE", "WEIGHTS")
+    lines = [header]
+    for r in rows:
+        d = r["descriptor"]
+        lo, hi = d["inputs"][0]["value_range"]
+        ins = "+".join(s["name"] for s in d["inputs"])
+        size = f">={d['size_min']}, x{d['size_multiple']}"
+        name = r["name"] + (" (default)" if r["default"] else "")
+        lines.append((r["model_type"], name, r["architecture"], ins, f"{lo:g}..{hi:g}",
+                      f"x{d['scale']}", size, r["weights"]))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
+        for line in lines
+    )

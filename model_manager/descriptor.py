@@ -1,0 +1,138 @@
+"""What a model needs from its callers: input tensors, value range, scale, size rules, profile.
+
+A descriptor travels with every model (as in spandrel): runners validate against it, exporters
+take dynamic axes from it, the TensorRT builder takes its optimization profile from it. Nobody
+guesses a value range or a size multiple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Dim = int | str
+"""A tensor dimension: a fixed size, or the name of a dynamic dimension ("batch", "height")."""
+
+PadMode = Literal["reflect", "replicate", "constant"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor: name, NCHW shape with named dynamic dims, dtype, value range."""
+
+    name: str
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    kind: Literal["image", "scalar"] = "image"
+
+    @property
+    def channels(self) -> int | None:
+        """Channel count of an image tensor (dimension 1), None for a scalar input."""
+        if self.kind != "image":
+            return None
+        c = self.shape[1]
+        return c if isinstance(c, int) else None
+
+    @property
+    def dynamic_dims(self) -> dict[int, str]:
+        """Index -> name of every dynamic dimension (what ONNX export calls dynamic axes)."""
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "value_range": list(self.value_range),
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """Optimization-profile hint: min / opt / max concrete shapes per input name."""
+
+    min: Mapping[str, tuple[int, ...]]
+    opt: Mapping[str, tuple[int, ...]]
+    max: Mapping[str, tuple[int, ...]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: {n: list(s) for n, s in getattr(self, k).items()} for k in ("min", "opt", "max")}
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """Everything a caller needs to feed a model and read its output."""
+
+    model_type: str
+    architecture: str
+    inputs: tuple[TensorSpec, ...]
+    output: TensorSpec
+    scale: int = 1
+    size_min: int = 1
+    size_multiple: int = 1
+    pad_mode: PadMode = "reflect"
+    profile: ShapeProfile | None = None
+    precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def image_inputs(self) -> tuple[TensorSpec, ...]:
+        """The inputs that are images (padded and cropped together by the image-level call)."""
+        return tuple(s for s in self.inputs if s.kind == "image")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Output H, W for an input of H, W once the image-level call has padded and cropped."""
+        return height * self.scale, width * self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type,
+            "architecture": self.architecture,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "output": self.output.to_dict(),
+            "scale": self.scale,
+            "size_min": self.size_min,
+            "size_multiple": self.size_multiple,
+            "pad_mode": self.pad_mode,
+            "profile": self.profile.to_dict() if self.profile else None,
+            "precisions": list(self.precisions),
+            "hyperparameters": dict(self.hyperparameters),
+            "notes": self.notes,
+        }
+
+
+def image_profile(
+    names: tuple[str, ...],
+    channels: int,
+    *,
+    size_min: int,
+    multiple: int,
+    opt: int = 256,
+    max_size: int = 1024,
+    max_batch: int = 4,
+    extra: Mapping[str, tuple[int, ...]] | None = None,
+) -> ShapeProfile:
+    """Profile hint for models whose inputs are same-sized NCHW images (plus fixed-shape extras).
+
+    Sizes are rounded up to ``multiple``; ``extra`` holds non-image inputs whose shape is
+    (batch, ...) with the batch dimension first; it follows the images' batch.
+    """
+
+    def up(x: int) -> int:
+        return -(-x // multiple) * multiple
+
+    def shapes(batch: int, size: int) -> dict[str, tuple[int, ...]]:
+        out: dict[str, tuple[int, ...]] = {n: (batch, channels, up(size), up(size)) for n in names}
+        for n, s in (extra or {}).items():
+            out[n] = (batch, *s[1:])
+        return out
+
+    return ShapeProfile(
+        min=shapes(1, max(size_min, multiple)),
+        opt=shapes(1, opt),
+        max=shapes(max_batch, max_size),
+    )

@@ -1,0 +1,95 @@
+"""The exception types users catch, in one tree rooted in :class:`ModelManagerError`.
+
+::
+
+    ModelManagerError
+    ├── ModelLookupError (LookupError)        unknown type, name, strategy or architecture
+    │   ├── UnknownModelError                  no model registered under that type / name
+    │   ├── UnknownStrategyError               optimization name not known
+    │   └── UnsupportedArchitectureError       a checkpoint matched no known architecture
+    ├── ModelInputError (ValueError)           bad caller input, names what was expected and what came
+    │   ├── InvalidInputError                  tensors given to a Runner
+    │   └── InvalidNameError                   a model or type name that is not a safe identifier
+    ├── CheckpointError                        a checkpoint file that cannot be read or loaded
+    │   ├── UnsafeCheckpointError              holds pickled objects other than tensors
+    │   └── StateDictMismatchError             strict load failed: lists missing / unexpected keys
+    ├── WeightsUnavailableError                a registered model whose weights are not on this machine
+    ├── StrategyUnavailableError               a known strategy this machine or build cannot serve
+    ├── BackendUnavailableError (ImportError)  an optional backend (tensorrt, openvino, av) is not installed
+    └── RunnerClosedError (RuntimeError)       a Runner used after close()
+
+Backend exceptions are translated in one place and re-raised ``from`` their cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ModelManagerError(Exception):
+    """Root of every error this library raises on purpose."""
+
+
+class ModelLookupError(ModelManagerError, LookupError):
+    """A name (model, type, strategy, architecture) that is not known."""
+
+
+class UnknownModelError(ModelLookupError):
+    """No model is registered under the requested type and name."""
+
+
+class UnknownStrategyError(ModelLookupError):
+    """An optimization strategy name that is not known; the message lists the valid ones."""
+
+
+class UnsupportedArchitectureError(ModelLookupError):
+    """A checkpoint whose keys matched none of the known architectures."""
+
+    def __init__(self, message: str, tried: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.tried = tuple(tried)
+
+
+class ModelInputError(ModelManagerError, ValueError):
+    """Bad input from the caller; the message says what was expected and what came."""
+
+
+class InvalidInputError(ModelInputError):
+    """Tensors handed to a Runner that do not match its input spec."""
+
+
+class InvalidNameError(ModelInputError):
+    """A model type or name that is not a safe identifier (it becomes a cache path)."""
+
+
+class CheckpointError(ModelManagerError):
+    """A checkpoint file that cannot be read, or whose contents cannot be loaded."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that needs a full unpickle (objects other than tensors); it was not executed."""
+
+
+class StateDictMismatchError(CheckpointError):
+    """A strict load failed; ``missing`` and ``unexpected`` name the keys."""
+
+    def __init__(self, message: str, missing: Iterable[str] = (), unexpected: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.unexpected = tuple(unexpected)
+
+
+class WeightsUnavailableError(ModelManagerError):
+    """A registered model whose weights are not on this machine (register the checkpoint first)."""
+
+
+class StrategyUnavailableError(ModelManagerError):
+    """A known optimization strategy that this machine or this build cannot serve; says why."""
+
+
+class BackendUnavailableError(ModelManagerError, ImportError):
+    """An optional backend (TensorRT, OpenVINO, PyAV) that is not installed or has no device."""
+
+
+class RunnerClosedError(ModelManagerError, RuntimeError):
+    """A Runner was used after ``close()``."""

@@ -1,0 +1,38 @@
+"""Optimization strategy names, their aliases, and which ones this build can serve."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .errors import UnknownStrategyError
+
+
+class Optimization(str, Enum):
+    """What ``load_optimized_model(..., optimization=...)`` accepts."""
+
+    AUTO = "auto"
+    NONE = "none"
+    FP16 = "fp16"
+    INT8_DYNAMIC = "int8-dynamic"
+    INT8_STATIC = "int8-static"
+    ONNX = "onnx"
+    TENSORRT = "tensorrt"
+    TENSORRT_INT8 = "tensorrt-int8"
+    QUANTIZE = "quantize"  # the seed's name: FP16 on CUDA, dynamic INT8 on a CPU
+
+    @classmethod
+    def parse(cls, value: str | Optimization) -> Optimization:
+        """Accept a member or its name in any case, with ``_`` or ``-``; else list the valid names."""
+        if isinstance(value, Optimization):
+            return value
+        if isinstance(value, str):
+            norm = value.strip().lower().replace("_", "-")
+            for member in cls:
+                if member.value == norm:
+                    return member
+        valid = ", ".join(m.value for m in cls)
+        raise UnknownStrategyError(f"unknown optimization {value!r}; valid: {valid}")
+
+
+IMPLEMENTED = frozenset({Optimization.AUTO, Optimization.NONE})
+"""Strategies this build serves; the ONNX, quantization and TensorRT issues extend it."""
