@@ -65,12 +65,16 @@ def builtin_entries() -> list[ModelEntry]:
                    "RealESRGAN_x2plus.pth", "Real-ESRGAN", {"scale": 2}),
     ]
     entries += [
-        _published("interpolation", f"rife-{v}", "IFNet-4.25", "train_log/flownet.pkl",
+        _published("interpolation", f"rife-{v}", "IFNet", "train_log/flownet.pkl",
                    f"Practical-RIFE {v}")
         for v in ("4.25", "4.26")
     ]
     entries += [
-        _published("interpolation", "rife-4.26-heavy", "IFNet-4.25-heavy", "train_log/flownet.pkl",
+        # 4.25.heavy keeps the 4-channel encoder with blocks twice as wide; 4.26.heavy has the
+        # 16-channel encoder (read from the shapes, as vs-rife's per-version files show).
+        _published("interpolation", "rife-4.25-heavy", "IFNet", "train_log/flownet.pkl",
+                   "Practical-RIFE 4.25.heavy", {"widths": (384, 256, 192, 128, 64)}),
+        _published("interpolation", "rife-4.26-heavy", "IFNet-heavy", "train_log/flownet.pkl",
                    "Practical-RIFE 4.26.heavy"),
     ]
     return entries + default_entries()
@@ -85,6 +89,6 @@ def default_entries() -> list[ModelEntry]:
                description=f"ESPCN x2 RGB (PyTorch examples layout); {untrained}"),
         _entry("style_transfer", "transformernet-seeded", "TransformerNet", weights=seeded,
                default=True, description=f"Johnson TransformerNet; {untrained}"),
-        _entry("interpolation", "ifnet-lite-seeded", "IFNet-4.25", weights=seeded, default=True,
+        _entry("interpolation", "ifnet-lite-seeded", "IFNet", weights=seeded, default=True,
                description=f"RIFE 4.25 IFNet layout; {untrained}"),
     ]

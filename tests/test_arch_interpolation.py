@@ -11,8 +11,8 @@ import model_manager.models.interpolation as interp
 from model_manager.errors import StateDictMismatchError
 from model_manager.models.base import ARCHITECTURES, LoadedModel
 
-LITE = "IFNet-4.25"
-HEAVY = "IFNet-4.25-heavy"
+LITE = "IFNet"
+HEAVY = "IFNet-heavy"
 IDS = (LITE, HEAVY)
 
 

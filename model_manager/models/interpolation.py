@@ -6,9 +6,9 @@ resolution), backward-warps both frames and blends them with a learnt sigmoid ma
 
 Two layouts, told apart by tensor shapes only (never by a version field):
 
-* ``IFNet-4.25`` -- the lite feature encoder (``encode.cnn3`` gives 4 channels per frame);
+* ``IFNet`` -- the lite feature encoder (``encode.cnn3`` gives 4 channels per frame);
   4.25 and 4.26 (block widths 192/128/96/64/32) and 4.25.heavy (the same blocks, twice as wide).
-* ``IFNet-4.25-heavy`` -- the 16-channel feature encoder of 4.26.heavy and of the
+* ``IFNet-heavy`` -- the 16-channel feature encoder of 4.26.heavy and of the
   ``train_log/IFNet_HDv3.py`` that Practical-RIFE ships now (its version field says 4.25).
 
 The forward pass is what Practical-RIFE's ``Model.inference(img0, img1, t, scale=1.0)`` computes
@@ -324,7 +324,7 @@ class _IFNetArchitecture(Architecture):
 class IFNetLiteArch(_IFNetArchitecture):
     """RIFE 4.25 / 4.26 (and 4.25.heavy's wider blocks): 4-channel feature encoder."""
 
-    id = "IFNet-4.25"
+    id = "IFNet"
     encoder_channels = 4
     notes = (
         "RIFE IFNet, Practical-RIFE 4.25/4.26 layout (4-channel feature encoder; 4.25.heavy "
@@ -338,7 +338,7 @@ class IFNetLiteArch(_IFNetArchitecture):
 class IFNetHeavyArch(_IFNetArchitecture):
     """RIFE 4.26.heavy / current Practical-RIFE train_log: 16-channel feature encoder."""
 
-    id = "IFNet-4.25-heavy"
+    id = "IFNet-heavy"
     encoder_channels = 16
     notes = (
         "RIFE IFNet, heavy layout (16-channel feature encoder) of 4.26.heavy and of "
