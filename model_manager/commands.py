@@ -89,7 +89,7 @@ def format_text(command: str, result: Any) -> str:
 
 
 def _models_table(rows: list[dict[str, Any]]) -> str:
-    header = ("TYPE", "NAME", "ARCHITECTURE", "IN", "RANGE", "SCALE", "SIZE", "WEIGHTS")
+    header = ("TYPE", "NAME", "ARCHITECTURE", "PARAMS", "IN", "RANGE", "SCALE", "SIZE", "WEIGHTS")
     lines = [header]
     for r in rows:
         d = r["descriptor"]
@@ -97,7 +97,8 @@ def _models_table(rows: list[dict[str, Any]]) -> str:
         ins = "+".join(s["name"] for s in d["inputs"])
         size = f">={d['size_min']}, x{d['size_multiple']}"
         name = r["name"] + (" (default)" if r["default"] else "")
-        lines.append((r["model_type"], name, r["architecture"], ins, f"{lo:g}..{hi:g}",
+        params = "-" if r["parameters"] is None else f"{r['parameters'] / 1e6:.2f}M"
+        lines.append((r["model_type"], name, r["architecture"], params, ins, f"{lo:g}..{hi:g}",
                       f"x{d['scale']}", size, r["weights"]))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(

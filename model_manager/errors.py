@@ -6,7 +6,7 @@
     ├── ModelLookupError (LookupError)        unknown type, name, strategy or architecture
     │   ├── UnknownModelError                  no model registered under that type / name
     │   ├── UnknownStrategyError               optimization name not known
-    │   └── UnsupportedArchitectureError       a checkpoint matched no known architecture
+    │   └── UnsupportedArchitectureError       a checkpoint matched no known architecture (also a CheckpointError)
     ├── ModelInputError (ValueError)           bad caller input, names what was expected and what came
     │   ├── InvalidInputError                  tensors given to a Runner
     │   └── InvalidNameError                   a model or type name that is not a safe identifier
@@ -42,14 +42,6 @@ class UnknownStrategyError(ModelLookupError):
     """An optimization strategy name that is not known; the message lists the valid ones."""
 
 
-class UnsupportedArchitectureError(ModelLookupError):
-    """A checkpoint whose keys matched none of the known architectures."""
-
-    def __init__(self, message: str, tried: Iterable[str] = ()) -> None:
-        super().__init__(message)
-        self.tried = tuple(tried)
-
-
 class ModelInputError(ModelManagerError, ValueError):
     """Bad input from the caller; the message says what was expected and what came."""
 
@@ -64,6 +56,14 @@ class InvalidNameError(ModelInputError):
 
 class CheckpointError(ModelManagerError):
     """A checkpoint file that cannot be read, or whose contents cannot be loaded."""
+
+
+class UnsupportedArchitectureError(ModelLookupError, CheckpointError):
+    """A checkpoint whose keys matched none of the known architectures."""
+
+    def __init__(self, message: str, tried: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.tried = tuple(tried)
 
 
 class UnsafeCheckpointError(CheckpointError):

@@ -84,11 +84,22 @@ class ModelEntry:
         _check_matches(self, loaded)
         return loaded
 
+    def parameter_count(self) -> int | None:
+        """Parameters of the architecture at these hyperparameters (built on the meta device, no memory)."""
+        if self.weights.kind == "factory":
+            return None
+        import torch
+
+        with torch.device("meta"):
+            module = all_architectures()[self.architecture].build(**self.hyperparameters)
+        return sum(p.numel() for p in module.parameters())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_type": self.model_type,
             "name": self.name,
             "architecture": self.architecture,
+            "parameters": self.parameter_count(),
             "default": self.default,
             "weights": self.weights.describe(),
             "description": self.description,
@@ -161,7 +172,9 @@ class ModelRegistry:
         raise UnknownModelError(f"no default {model_type} model is registered")
 
     def entries(self, model_type: str | None = None) -> list[ModelEntry]:
-        return [e for e in self._entries.values() if model_type in (None, e.model_type)]
+        """Entries grouped by type (in MODEL_TYPES order), each type's default first."""
+        chosen = [e for e in self._entries.values() if model_type in (None, e.model_type)]
+        return sorted(chosen, key=lambda e: (MODEL_TYPES.index(e.model_type), not e.default))
 
     def register_checkpoint(self, model_type: str, name: str, path: str | Path) -> ModelEntry:
         """Detect the file's architecture, load it strictly, and register it under ``name``."""
