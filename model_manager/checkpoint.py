@@ -98,7 +98,7 @@ def strip_common_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         changed = False
         for prefix in _PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
                 changed = True
     return state
 

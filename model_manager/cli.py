@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--second", help="second frame (interpolation), path or sample:NAME")
     p.add_argument("--timestep", type=float, default=0.5, help="interpolation time in 0..1")
     p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
-    p.add_argument("--optimization", default="none",
-                   help=f"strategy: {', '.join(o.value for o in Optimization)}")
+    p.add_argument(
+        "--optimization", default="none", help=f"strategy: {', '.join(o.value for o in Optimization)}"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 

@@ -78,13 +78,17 @@ def format_text(command: str, result: Any) -> str:
         return "\n".join(f"{r['name']:<10} {r['path']}" for r in result)
     if command == "inspect":
         d = result["descriptor"]
-        return (f"{result['path']}: {result['architecture']}, {result['parameters']:,} parameters, "
-                f"scale x{d['scale']}, hyperparameters {d['hyperparameters']}")
+        return (
+            f"{result['path']}: {result['architecture']}, {result['parameters']:,} parameters, "
+            f"scale x{d['scale']}, hyperparameters {d['hyperparameters']}"
+        )
     if command == "run":
         info = result["runner"]
-        return (f"wrote {result['output']} ({result['output_size'][1]}x{result['output_size'][0]}) "
-                f"with {info['model_type']}/{info['name']} [{info['strategy']}, {info['backend']}, "
-                f"{info['device']}]")
+        return (
+            f"wrote {result['output']} ({result['output_size'][1]}x{result['output_size'][0]}) "
+            f"with {info['model_type']}/{info['name']} [{info['strategy']}, {info['backend']}, "
+            f"{info['device']}]"
+        )
     return str(result)
 
 
@@ -98,10 +102,21 @@ def _models_table(rows: list[dict[str, Any]]) -> str:
         size = f">={d['size_min']}, x{d['size_multiple']}"
         name = r["name"] + (" (default)" if r["default"] else "")
         params = "-" if r["parameters"] is None else f"{r['parameters'] / 1e6:.2f}M"
-        lines.append((r["model_type"], name, r["architecture"], params, ins, f"{lo:g}..{hi:g}",
-                      f"x{d['scale']}", size, r["weights"]))
+        lines.append(
+            (
+                r["model_type"],
+                name,
+                r["architecture"],
+                params,
+                ins,
+                f"{lo:g}..{hi:g}",
+                f"x{d['scale']}",
+                size,
+                r["weights"],
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1])
+        "  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths, strict=False)) + "  " + str(line[-1])
         for line in lines
     )

@@ -21,7 +21,7 @@ WarmupSpec = tuple[str, str, str]
 
 
 def default_cache_dir() -> Path:
-    """``$MODEL_MANAGER_CACHE_DIR``, else ``$XDG_CACHE_HOME/model_manager``, else ``~/.cache/model_manager``."""
+    """``$MODEL_MANAGER_CACHE_DIR``, else ``$XDG_CACHE_HOME/model_manager``, else ``~/.cache/...``."""
     env = os.environ.get("MODEL_MANAGER_CACHE_DIR")
     if env:
         return Path(env).expanduser()
@@ -70,8 +70,10 @@ class ModelConfig:
             values["cache_dir"] = Path(env["MODEL_MANAGER_CACHE_DIR"])
         if env.get("MODEL_MANAGER_DEVICE"):
             values["device"] = env["MODEL_MANAGER_DEVICE"]
-        for var, name in (("MODEL_MANAGER_NUM_THREADS", "num_threads"),
-                          ("MODEL_MANAGER_MAX_LOADED", "max_loaded_models")):
+        for var, name in (
+            ("MODEL_MANAGER_NUM_THREADS", "num_threads"),
+            ("MODEL_MANAGER_MAX_LOADED", "max_loaded_models"),
+        ):
             if env.get(var):
                 values[name] = _int_from_env(var, env[var])
         values.update(overrides)

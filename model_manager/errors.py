@@ -6,7 +6,7 @@
     ├── ModelLookupError (LookupError)        unknown type, name, strategy or architecture
     │   ├── UnknownModelError                  no model registered under that type / name
     │   ├── UnknownStrategyError               optimization name not known
-    │   └── UnsupportedArchitectureError       a checkpoint matched no known architecture (also a CheckpointError)
+    │   └── UnsupportedArchitectureError       no known architecture matched (also a CheckpointError)
     ├── ModelInputError (ValueError)           bad caller input, names what was expected and what came
     │   ├── InvalidInputError                  tensors given to a Runner
     │   └── InvalidNameError                   a model or type name that is not a safe identifier

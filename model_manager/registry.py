@@ -162,7 +162,7 @@ class ModelRegistry:
         except KeyError:
             known = sorted(n for t, n in self._entries if t == model_type)
             raise UnknownModelError(
-                f"no {model_type} model named {name!r}; registered: {known + [DEFAULT_NAME]}"
+                f"no {model_type} model named {name!r}; registered: {[*known, DEFAULT_NAME]}"
             ) from None
 
     def default(self, model_type: str) -> ModelEntry:

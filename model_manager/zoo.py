@@ -38,10 +38,19 @@ def _entry(
     )
 
 
-def _published(model_type: str, name: str, arch_id: str, file: str, source: str,
-               overrides: Mapping[str, Any] | None = None) -> ModelEntry:
+def _published(
+    model_type: str,
+    name: str,
+    arch_id: str,
+    file: str,
+    source: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> ModelEntry:
     return _entry(
-        model_type, name, arch_id, overrides,
+        model_type,
+        name,
+        arch_id,
+        overrides,
         weights=WeightsSource("required", hint=f"the file {file} ({source})"),
         description=f"published {source} checkpoint {file}",
     )
@@ -55,27 +64,55 @@ def builtin_entries() -> list[ModelEntry]:
         for style in ("candy", "mosaic", "udnie", "rain_princess")
     ]
     entries += [
-        _published("super_resolution", "realesr-animevideov3", "SRVGGNetCompact",
-                   "realesr-animevideov3.pth", "Real-ESRGAN", {"num_conv": 16}),
-        _published("super_resolution", "realesr-general-x4v3", "SRVGGNetCompact",
-                   "realesr-general-x4v3.pth", "Real-ESRGAN"),
-        _published("super_resolution", "RealESRGAN_x4plus", "RRDBNet",
-                   "RealESRGAN_x4plus.pth", "Real-ESRGAN"),
-        _published("super_resolution", "RealESRGAN_x2plus", "RRDBNet",
-                   "RealESRGAN_x2plus.pth", "Real-ESRGAN", {"scale": 2}),
+        _published(
+            "super_resolution",
+            "realesr-animevideov3",
+            "SRVGGNetCompact",
+            "realesr-animevideov3.pth",
+            "Real-ESRGAN",
+            {"num_conv": 16},
+        ),
+        _published(
+            "super_resolution",
+            "realesr-general-x4v3",
+            "SRVGGNetCompact",
+            "realesr-general-x4v3.pth",
+            "Real-ESRGAN",
+        ),
+        _published(
+            "super_resolution", "RealESRGAN_x4plus", "RRDBNet", "RealESRGAN_x4plus.pth", "Real-ESRGAN"
+        ),
+        _published(
+            "super_resolution",
+            "RealESRGAN_x2plus",
+            "RRDBNet",
+            "RealESRGAN_x2plus.pth",
+            "Real-ESRGAN",
+            {"scale": 2},
+        ),
     ]
     entries += [
-        _published("interpolation", f"rife-{v}", "IFNet", "train_log/flownet.pkl",
-                   f"Practical-RIFE {v}")
+        _published("interpolation", f"rife-{v}", "IFNet", "train_log/flownet.pkl", f"Practical-RIFE {v}")
         for v in ("4.25", "4.26")
     ]
     entries += [
         # 4.25.heavy keeps the 4-channel encoder with blocks twice as wide; 4.26.heavy has the
         # 16-channel encoder (read from the shapes, as vs-rife's per-version files show).
-        _published("interpolation", "rife-4.25-heavy", "IFNet", "train_log/flownet.pkl",
-                   "Practical-RIFE 4.25.heavy", {"widths": (384, 256, 192, 128, 64)}),
-        _published("interpolation", "rife-4.26-heavy", "IFNet-heavy", "train_log/flownet.pkl",
-                   "Practical-RIFE 4.26.heavy"),
+        _published(
+            "interpolation",
+            "rife-4.25-heavy",
+            "IFNet",
+            "train_log/flownet.pkl",
+            "Practical-RIFE 4.25.heavy",
+            {"widths": (384, 256, 192, 128, 64)},
+        ),
+        _published(
+            "interpolation",
+            "rife-4.26-heavy",
+            "IFNet-heavy",
+            "train_log/flownet.pkl",
+            "Practical-RIFE 4.26.heavy",
+        ),
     ]
     return entries + default_entries()
 
@@ -85,10 +122,28 @@ def default_entries() -> list[ModelEntry]:
     seeded = WeightsSource("seeded", seed=0)
     untrained = "untrained: seeded random weights until the trained default ships"
     return [
-        _entry("super_resolution", "espcn-x2", "ESPCN", weights=seeded, default=True,
-               description=f"ESPCN x2 RGB (PyTorch examples layout); {untrained}"),
-        _entry("style_transfer", "transformernet-seeded", "TransformerNet", weights=seeded,
-               default=True, description=f"Johnson TransformerNet; {untrained}"),
-        _entry("interpolation", "ifnet-lite-seeded", "IFNet", weights=seeded, default=True,
-               description=f"RIFE 4.25 IFNet layout; {untrained}"),
+        _entry(
+            "super_resolution",
+            "espcn-x2",
+            "ESPCN",
+            weights=seeded,
+            default=True,
+            description=f"ESPCN x2 RGB (PyTorch examples layout); {untrained}",
+        ),
+        _entry(
+            "style_transfer",
+            "transformernet-seeded",
+            "TransformerNet",
+            weights=seeded,
+            default=True,
+            description=f"Johnson TransformerNet; {untrained}",
+        ),
+        _entry(
+            "interpolation",
+            "ifnet-lite-seeded",
+            "IFNet",
+            weights=seeded,
+            default=True,
+            description=f"RIFE 4.25 IFNet layout; {untrained}",
+        ),
     ]

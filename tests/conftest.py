@@ -16,10 +16,15 @@ from model_manager.samples import load_sample
 # Small but structurally complete configurations of every architecture (fast on 2 cores).
 SMALL_CONFIGS: dict[str, dict] = {
     "TransformerNet": {"channels": 3, "width": 8, "num_res": 2},
-    "SRVGGNetCompact": {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 8, "num_conv": 4, "upscale": 4,
-                        "act_type": "prelu"},
-    "RRDBNet": {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1,
-                "num_grow_ch": 4},
+    "SRVGGNetCompact": {
+        "num_in_ch": 3,
+        "num_out_ch": 3,
+        "num_feat": 8,
+        "num_conv": 4,
+        "upscale": 4,
+        "act_type": "prelu",
+    },
+    "RRDBNet": {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 8, "num_block": 1, "num_grow_ch": 4},
     "ESPCN": {"channels": 3, "upscale": 2, "feat1": 8, "feat2": 8, "feat3": 4},
 }
 
@@ -43,7 +48,7 @@ def sample_inputs(descriptor, size: tuple[int, int] = (64, 64), batch: int = 1) 
         if spec.kind == "scalar":
             frames.append(np.full((batch, 1, 1, 1), 0.5, dtype=np.float32))
             continue
-        crop = img[40 + 4 * i: 40 + 4 * i + h, 60 + 3 * i: 60 + 3 * i + w]
+        crop = img[40 + 4 * i : 40 + 4 * i + h, 60 + 3 * i : 60 + 3 * i + w]
         x = to_batch(np.ascontiguousarray(crop), spec.value_range)
         frames.append(np.repeat(x, batch, axis=0))
     return frames

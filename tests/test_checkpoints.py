@@ -80,7 +80,9 @@ def test_legacy_instancenorm_running_stats_are_dropped_exactly(tmp_path: Path) -
     arch = all_architectures()["TransformerNet"]
     ref = arch.create(small_config("TransformerNet"))
     state = dict(ref.module.state_dict())
-    norms = [k[: -len(".weight")] for k in state if k.split(".")[-2].startswith("in") and k.endswith("weight")]
+    norms = [
+        k[: -len(".weight")] for k in state if k.split(".")[-2].startswith("in") and k.endswith("weight")
+    ]
     assert "res1.in1" in norms and "in5" in norms
     for n in norms:  # what pre-0.4 PyTorch saved for InstanceNorm2d(affine=True)
         c = state[f"{n}.weight"].shape[0]

@@ -70,8 +70,17 @@ def test_run_with_a_users_checkpoint(tmp_path: Path) -> None:
     ref = all_architectures()["TransformerNet"].create(small_config("TransformerNet"))
     torch.save(ref.module.state_dict(), tmp_path / "mystyle.pth")
     out = tmp_path / "styled.png"
-    code = main(["run", "style_transfer", "mystyle", "sample:coffee", str(out),
-                 "--checkpoint", str(tmp_path / "mystyle.pth")])
+    code = main(
+        [
+            "run",
+            "style_transfer",
+            "mystyle",
+            "sample:coffee",
+            str(out),
+            "--checkpoint",
+            str(tmp_path / "mystyle.pth"),
+        ]
+    )
     assert code == 0
     assert read_image(out).shape == load_sample("coffee").shape
 
@@ -79,7 +88,10 @@ def test_run_with_a_users_checkpoint(tmp_path: Path) -> None:
 def test_errors_exit_one_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "super_resolution", "nope", "sample:coffee", str(tmp_path / "x.png")]) == 1
     assert "no super_resolution model named 'nope'" in capsys.readouterr().err
-    assert main(["run", "super_resolution", "default", str(tmp_path / "missing.png"), str(tmp_path / "x.png")]) == 1
+    assert (
+        main(["run", "super_resolution", "default", str(tmp_path / "missing.png"), str(tmp_path / "x.png")])
+        == 1
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "missing.pth")]) == 1
 

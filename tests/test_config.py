@@ -19,16 +19,23 @@ def test_default_cache_dir_follows_xdg_and_override(monkeypatch: pytest.MonkeyPa
 
 
 def test_from_env_reads_variables_and_overrides_win(tmp_path: Path) -> None:
-    env = {"MODEL_MANAGER_CACHE_DIR": str(tmp_path), "MODEL_MANAGER_DEVICE": "cpu",
-           "MODEL_MANAGER_NUM_THREADS": "2", "MODEL_MANAGER_MAX_LOADED": "3"}
+    env = {
+        "MODEL_MANAGER_CACHE_DIR": str(tmp_path),
+        "MODEL_MANAGER_DEVICE": "cpu",
+        "MODEL_MANAGER_NUM_THREADS": "2",
+        "MODEL_MANAGER_MAX_LOADED": "3",
+    }
     cfg = ModelConfig.from_env(env, max_loaded_models=5)
     assert (cfg.cache_dir, cfg.device, cfg.num_threads, cfg.max_loaded_models) == (tmp_path, "cpu", 2, 5)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"device": "tpu"}, "device must be"), ({"num_threads": 0}, "num_threads must be"),
-     ({"max_loaded_models": 0}, "max_loaded_models must be")],
+    [
+        ({"device": "tpu"}, "device must be"),
+        ({"num_threads": 0}, "num_threads must be"),
+        ({"max_loaded_models": 0}, "max_loaded_models must be"),
+    ],
 )
 def test_invalid_values_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ModelInputError, match=message):

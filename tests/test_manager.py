@@ -35,9 +35,13 @@ async def test_list_models_shows_every_type_with_a_default_and_descriptors(confi
     for t in types:
         assert sum(m["default"] for m in models if m["model_type"] == t) == 1
     names = {(m["model_type"], m["name"]) for m in models}
-    for expected in [("style_transfer", "candy"), ("super_resolution", "realesr-general-x4v3"),
-                     ("super_resolution", "RealESRGAN_x2plus"), ("interpolation", "rife-4.26-heavy"),
-                     ("super_resolution", "espcn-x2")]:
+    for expected in [
+        ("style_transfer", "candy"),
+        ("super_resolution", "realesr-general-x4v3"),
+        ("super_resolution", "RealESRGAN_x2plus"),
+        ("interpolation", "rife-4.26-heavy"),
+        ("super_resolution", "espcn-x2"),
+    ]:
         assert expected in names
     x2 = next(m for m in models if m["name"] == "RealESRGAN_x2plus")
     assert x2["descriptor"]["scale"] == 2 and x2["descriptor"]["size_multiple"] == 2
@@ -126,7 +130,7 @@ async def test_unknown_type_and_name(config: ModelConfig) -> None:
     async with ModelManager(config) as manager:
         with pytest.raises(UnknownModelError, match="expected one of"):
             await manager.load_real_model("colorization", "default")
-        with pytest.raises(UnknownModelError, match="registered: .*espcn-x2"):
+        with pytest.raises(UnknownModelError, match=r"registered: .*espcn-x2"):
             await manager.load_real_model("super_resolution", "nope")
 
 

@@ -113,7 +113,9 @@ class _Slow(nn.Module):
 async def test_async_infer_does_not_block_the_event_loop() -> None:
     spec = TensorSpec("input", ("batch", 3, "height", "width"))
     desc = ModelDescriptor("super_resolution", "slow", (spec,), spec, size_min=1)
-    runner = TorchRunner(_Slow(), desc, RunnerInfo("super_resolution", "slow", "none", "torch", "cpu", "fp32"))
+    runner = TorchRunner(
+        _Slow(), desc, RunnerInfo("super_resolution", "slow", "none", "torch", "cpu", "fp32")
+    )
     ticks = 0
 
     async def ticker() -> None:

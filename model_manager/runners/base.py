@@ -108,12 +108,12 @@ class Runner(abc.ABC):
     def _infer_impl(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """Run the backend on validated, padded inputs; return the output (any device)."""
 
-    def _close_impl(self) -> None:
+    def _close_impl(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Release backend resources (default: nothing)."""
 
 
 def _image_size(descriptor: ModelDescriptor, tensors: list[torch.Tensor]) -> tuple[int, int]:
-    for spec, t in zip(descriptor.inputs, tensors):
+    for spec, t in zip(descriptor.inputs, tensors, strict=False):
         if spec.kind == "image":
             return int(t.shape[-2]), int(t.shape[-1])
     raise ValueError("descriptor has no image input")

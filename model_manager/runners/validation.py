@@ -25,8 +25,8 @@ def validate_inputs(descriptor: ModelDescriptor, inputs: Sequence[Any]) -> list[
     if len(inputs) != len(specs):
         names = ", ".join(s.name for s in specs)
         raise InvalidInputError(f"expected {len(specs)} input(s) ({names}), got {len(inputs)}")
-    tensors = [_as_tensor(spec, x) for spec, x in zip(specs, inputs)]
-    for spec, t in zip(specs, tensors):
+    tensors = [_as_tensor(spec, x) for spec, x in zip(specs, inputs, strict=False)]
+    for spec, t in zip(specs, tensors, strict=False):
         _check_shape(descriptor, spec, t)
         _check_values(spec, t)
     _check_consistent(specs, tensors)
@@ -56,10 +56,13 @@ def _check_shape(descriptor: ModelDescriptor, spec: TensorSpec, t: torch.Tensor)
     for i, dim in enumerate(spec.shape):
         if isinstance(dim, int) and t.shape[i] != dim:
             raise InvalidInputError(
-                f"input {spec.name!r}: expected dimension {i} to be {dim} ({want}), got shape {tuple(t.shape)}"
+                f"input {spec.name!r}: expected dimension {i} to be {dim} ({want}), "
+                f"got shape {tuple(t.shape)}"
             )
     if t.shape[0] < 1:
-        raise InvalidInputError(f"input {spec.name!r}: expected a batch of at least 1, got shape {tuple(t.shape)}")
+        raise InvalidInputError(
+            f"input {spec.name!r}: expected a batch of at least 1, got shape {tuple(t.shape)}"
+        )
     if spec.kind == "image":
         h, w = int(t.shape[-2]), int(t.shape[-1])
         if min(h, w) < descriptor.size_min:
@@ -84,6 +87,8 @@ def _check_consistent(specs: Sequence[TensorSpec], tensors: Sequence[torch.Tenso
     batches = {int(t.shape[0]) for t in tensors}
     if len(batches) > 1:
         raise InvalidInputError(f"expected every input to have the same batch size, got {sorted(batches)}")
-    sizes = {tuple(t.shape[-2:]) for s, t in zip(specs, tensors) if s.kind == "image"}
+    sizes = {tuple(t.shape[-2:]) for s, t in zip(specs, tensors, strict=False) if s.kind == "image"}
     if len(sizes) > 1:
-        raise InvalidInputError(f"expected every image input to have the same height and width, got {sorted(sizes)}")
+        raise InvalidInputError(
+            f"expected every image input to have the same height and width, got {sorted(sizes)}"
+        )
