@@ -6,8 +6,10 @@ Public names only; heavy optional backends (TensorRT, OpenVINO, PyAV) are import
 from .config import ModelConfig, QualityGates
 from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
 from .errors import (
+    BackendError,
     BackendUnavailableError,
     CheckpointError,
+    ExportError,
     InvalidInputError,
     InvalidNameError,
     ModelInputError,
@@ -30,8 +32,10 @@ from .runners import Runner, RunnerInfo, TorchRunner
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "BackendUnavailableError",
     "CheckpointError",
+    "ExportError",
     "InvalidInputError",
     "InvalidNameError",
     "ModelConfig",

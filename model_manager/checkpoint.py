@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .descriptor import ModelDescriptor
 from .errors import CheckpointError, UnsafeCheckpointError, UnsupportedArchitectureError
 from .models import Architecture, LoadedModel, StateDict, all_architectures
 
@@ -118,6 +119,13 @@ def detect_architecture(state: StateDict, model_type: str | None = None) -> Arch
         f"its first keys are {sample}; tried: " + "; ".join(tried),
         tried=[a.id for a in candidates],
     )
+
+
+def describe_module(module: torch.nn.Module, model_type: str | None = None) -> ModelDescriptor:
+    """The descriptor of a live module, detected from its state dict like a checkpoint."""
+    state = module.state_dict()
+    arch = detect_architecture(state, model_type)
+    return arch.descriptor(arch.hyperparameters(arch.prepare_state_dict(state)))
 
 
 def load_checkpoint(path: str | Path, model_type: str | None = None) -> LoadedModel:

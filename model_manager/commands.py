@@ -117,6 +117,5 @@ def _models_table(rows: list[dict[str, Any]]) -> str:
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths, strict=False)) + "  " + str(line[-1])
-        for line in lines
+        "  ".join(str(c).ljust(w) for c, w in zip(line[:-1], widths)) + "  " + str(line[-1]) for line in lines
     )

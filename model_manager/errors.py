@@ -14,6 +14,8 @@
     │   ├── UnsafeCheckpointError              holds pickled objects other than tensors
     │   └── StateDictMismatchError             strict load failed: lists missing / unexpected keys
     ├── WeightsUnavailableError                a registered model whose weights are not on this machine
+    ├── ExportError                            a model that cannot be exported (names the operator)
+    ├── BackendError                           a backend (onnxruntime, tensorrt) failed, raised from its cause
     ├── StrategyUnavailableError               a known strategy this machine or build cannot serve
     ├── BackendUnavailableError (ImportError)  an optional backend (tensorrt, openvino, av) is not installed
     └── RunnerClosedError (RuntimeError)       a Runner used after close()
@@ -81,6 +83,18 @@ class StateDictMismatchError(CheckpointError):
 
 class WeightsUnavailableError(ModelManagerError):
     """A registered model whose weights are not on this machine (register the checkpoint first)."""
+
+
+class ExportError(ModelManagerError):
+    """A model that cannot be exported to ONNX; ``operator`` names the culprit when known."""
+
+    def __init__(self, message: str, operator: str | None = None) -> None:
+        super().__init__(message)
+        self.operator = operator
+
+
+class BackendError(ModelManagerError):
+    """A backend failed while loading or running an artifact; the backend's exception is the cause."""
 
 
 class StrategyUnavailableError(ModelManagerError):

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from model_manager import ModelConfig
-from model_manager.images import to_batch
 from model_manager.models import all_architectures
-from model_manager.samples import load_sample
+from model_manager.samples import sample_batch
 
 # Small but structurally complete configurations of every architecture (fast on 2 cores).
 SMALL_CONFIGS: dict[str, dict] = {
@@ -40,18 +39,8 @@ def small_config(arch_id: str) -> dict:
 
 
 def sample_inputs(descriptor, size: tuple[int, int] = (64, 64), batch: int = 1) -> list[np.ndarray]:
-    """Inputs for a descriptor cut from real photos (two different crops for two-frame models)."""
-    h, w = size
-    img = load_sample("astronaut")
-    frames = []
-    for i, spec in enumerate(descriptor.inputs):
-        if spec.kind == "scalar":
-            frames.append(np.full((batch, 1, 1, 1), 0.5, dtype=np.float32))
-            continue
-        crop = img[40 + 4 * i : 40 + 4 * i + h, 60 + 3 * i : 60 + 3 * i + w]
-        x = to_batch(np.ascontiguousarray(crop), spec.value_range)
-        frames.append(np.repeat(x, batch, axis=0))
-    return frames
+    """Inputs for a descriptor cut from the real sample photos (shifted frames for two-frame models)."""
+    return sample_batch(descriptor, size, batch)
 
 
 @pytest.fixture

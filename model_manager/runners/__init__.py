@@ -1,6 +1,7 @@
 """Runners: one interface over every backend. Later backends (ONNX Runtime, OpenVINO, TensorRT) join here."""
 
 from .base import Runner, RunnerInfo
+from .ort_runner import OrtRunner
 from .torch_runner import TorchRunner
 
-__all__ = ["Runner", "RunnerInfo", "TorchRunner"]
+__all__ = ["OrtRunner", "Runner", "RunnerInfo", "TorchRunner"]

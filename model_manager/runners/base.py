@@ -113,7 +113,7 @@ class Runner(abc.ABC):
 
 
 def _image_size(descriptor: ModelDescriptor, tensors: list[torch.Tensor]) -> tuple[int, int]:
-    for spec, t in zip(descriptor.inputs, tensors, strict=False):
+    for spec, t in zip(descriptor.inputs, tensors):
         if spec.kind == "image":
             return int(t.shape[-2]), int(t.shape[-1])
     raise ValueError("descriptor has no image input")

@@ -19,7 +19,7 @@ def padding_for(descriptor: ModelDescriptor, height: int, width: int) -> tuple[i
 def pad_inputs(descriptor: ModelDescriptor, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Pad the image inputs (bottom / right) with the descriptor's mode; other inputs pass through."""
     out = []
-    for spec, t in zip(descriptor.inputs, tensors, strict=False):
+    for spec, t in zip(descriptor.inputs, tensors):
         if spec.kind == "image":
             ph, pw = padding_for(descriptor, int(t.shape[-2]), int(t.shape[-1]))
             if ph or pw:

@@ -25,8 +25,8 @@ def validate_inputs(descriptor: ModelDescriptor, inputs: Sequence[Any]) -> list[
     if len(inputs) != len(specs):
         names = ", ".join(s.name for s in specs)
         raise InvalidInputError(f"expected {len(specs)} input(s) ({names}), got {len(inputs)}")
-    tensors = [_as_tensor(spec, x) for spec, x in zip(specs, inputs, strict=False)]
-    for spec, t in zip(specs, tensors, strict=False):
+    tensors = [_as_tensor(spec, x) for spec, x in zip(specs, inputs)]
+    for spec, t in zip(specs, tensors):
         _check_shape(descriptor, spec, t)
         _check_values(spec, t)
     _check_consistent(specs, tensors)
@@ -87,7 +87,7 @@ def _check_consistent(specs: Sequence[TensorSpec], tensors: Sequence[torch.Tenso
     batches = {int(t.shape[0]) for t in tensors}
     if len(batches) > 1:
         raise InvalidInputError(f"expected every input to have the same batch size, got {sorted(batches)}")
-    sizes = {tuple(t.shape[-2:]) for s, t in zip(specs, tensors, strict=False) if s.kind == "image"}
+    sizes = {tuple(t.shape[-2:]) for s, t in zip(specs, tensors) if s.kind == "image"}
     if len(sizes) > 1:
         raise InvalidInputError(
             f"expected every image input to have the same height and width, got {sorted(sizes)}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..descriptor import ModelDescriptor
 from ..errors import InvalidInputError
 
 SAMPLE_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
@@ -24,3 +25,56 @@ def load_sample(name: str) -> np.ndarray:
     from ..images import read_image
 
     return read_image(sample_path(name))
+
+
+# Pixels the second frame of a two-frame model is shifted by: real photos with real motion.
+_FRAME_SHIFT = (6, 4)
+
+
+def _photo_crop(name: str, height: int, width: int, shift: tuple[int, int]) -> np.ndarray:
+    """Resize photo ``name`` to cover (H + margin, W + margin), then crop HxW at ``shift``."""
+    from PIL import Image
+
+    img = Image.fromarray(load_sample(name))
+    margin = max(_FRAME_SHIFT) * 2
+    scale = max((height + margin) / img.height, (width + margin) / img.width)
+    size = (max(width + margin, round(img.width * scale)), max(height + margin, round(img.height * scale)))
+    big = np.asarray(img.resize(size, Image.Resampling.BICUBIC))
+    top = (big.shape[0] - height) // 2 - margin // 4 + shift[1]
+    left = (big.shape[1] - width) // 2 - margin // 4 + shift[0]
+    return np.ascontiguousarray(big[top : top + height, left : left + width])
+
+
+def sample_batch(
+    descriptor: ModelDescriptor, size: tuple[int, int] = (256, 256), batch: int = 1, timestep: float = 0.5
+) -> list[np.ndarray]:
+    """Model inputs made from the real sample photos, in the descriptor's order and value range.
+
+    Batch item i uses photo i (cycling); image input k of a multi-frame model is the same photo
+    shifted by k * (6, 4) pixels, so interpolation sees real motion. Scalar inputs get ``timestep``.
+    """
+    from ..images import to_batch
+
+    height, width = size
+    inputs: list[np.ndarray] = []
+    frame = 0
+    for spec in descriptor.inputs:
+        if spec.kind == "scalar":
+            inputs.append(np.full((batch, 1, 1, 1), timestep, dtype=np.float32))
+            continue
+        shift = (_FRAME_SHIFT[0] * frame, _FRAME_SHIFT[1] * frame)
+        crops = [_photo_crop(SAMPLE_NAMES[i % len(SAMPLE_NAMES)], height, width, shift) for i in range(batch)]
+        crops = [_to_channels(c, spec.channels or 3) for c in crops]
+        inputs.append(np.concatenate([to_batch(c, spec.value_range) for c in crops]))
+        frame += 1
+    return inputs
+
+
+def _to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """RGB as is, or its BT.601 luma for single-channel (Y) models."""
+    if channels == 3:
+        return rgb
+    if channels == 1:
+        luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
+    raise InvalidInputError(f"sample photos have 1 or 3 channels; the model expects {channels}")

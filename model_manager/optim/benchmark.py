@@ -1,0 +1,210 @@
+"""The one timing harness every benchmark in the project uses: warm-up, timed runs, median and p90.
+
+Results are dataclasses that print as table rows and serialise to JSON. Peak memory is the
+resident-set growth over the run, sampled from /proc (Linux), or CUDA's peak allocation when the
+function runs on a GPU. Tests never assert on these numbers; benchmarks print them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Latency statistics (milliseconds) of one function at one input, plus size and memory."""
+
+    label: str
+    iterations: int
+    batch: int
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput_per_s: float
+    size_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def ratio_to(self, baseline: BenchmarkResult) -> float:
+        """Speedup against ``baseline``: baseline median / this median (> 1 means faster)."""
+        return baseline.median_ms / self.median_ms
+
+    def row(self, baseline: BenchmarkResult | None = None) -> list[str]:
+        size = "-" if self.size_bytes is None else f"{self.size_bytes / 1e6:.2f} MB"
+        mem = "-" if self.peak_memory_bytes is None else f"{self.peak_memory_bytes / 1e6:.0f} MB"
+        ratio = "-" if baseline is None else f"{self.ratio_to(baseline):.2f}x"
+        return [
+            self.label,
+            f"{self.median_ms:.2f}",
+            f"{self.p90_ms:.2f}",
+            ratio,
+            f"{self.throughput_per_s:.1f}",
+            size,
+            mem,
+        ]
+
+
+TABLE_HEADER = ["case", "median ms", "p90 ms", "vs baseline", "items/s", "size", "peak mem"]
+
+
+def benchmark(
+    fn: Callable[[], Any],
+    *,
+    label: str = "",
+    warmup: int = 3,
+    iterations: int = 20,
+    max_seconds: float | None = None,
+    batch: int = 1,
+    size_bytes: int | None = None,
+    cuda: bool = False,
+) -> BenchmarkResult:
+    """Time ``fn()``: ``warmup`` untimed calls, then up to ``iterations`` timed ones.
+
+    ``max_seconds`` stops the timed loop early (after at least 3 runs) so slow cases fit a
+    budget. Peak memory is the growth over warm-up and timed runs (the call's working memory).
+    ``cuda=True`` synchronises the device around each call and reports CUDA peak memory.
+    """
+    sync = _cuda_sync if cuda else _no_sync
+    sampler = _PeakMemory(cuda)  # spans the warm-up: that is where working memory is allocated
+    times: list[float] = []
+    with sampler:
+        for _ in range(warmup):
+            fn()
+        sync()
+        started = time.perf_counter()
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1000.0)
+            if max_seconds is not None and len(times) >= 3 and time.perf_counter() - started > max_seconds:
+                break
+    median = statistics.median(times)
+    return BenchmarkResult(
+        label=label,
+        iterations=len(times),
+        batch=batch,
+        median_ms=median,
+        p90_ms=percentile(times, 90),
+        mean_ms=statistics.fmean(times),
+        min_ms=min(times),
+        throughput_per_s=batch * 1000.0 / median,
+        size_bytes=size_bytes,
+        peak_memory_bytes=sampler.peak,
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile with linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_HEADER) -> str:
+    """A Markdown table (readable in a terminal, pasteable into the README)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, threads, library versions, date."""
+    import onnxruntime
+    import torch
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _no_sync() -> None:
+    return None
+
+
+def _cuda_sync() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+class _PeakMemory:
+    """Peak resident-set growth during a block (a 5 ms sampler thread), or CUDA peak allocation."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = 0
+        self._max = 0
+
+    def __enter__(self) -> _PeakMemory:
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        elif _rss_bytes() is not None:
+            self._base = self._max = _rss_bytes() or 0
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self._max = max(self._max, _rss_bytes() or 0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            import torch
+
+            self.peak = torch.cuda.max_memory_allocated() - self._base
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._max = max(self._max, _rss_bytes() or 0)
+            self.peak = self._max - self._base
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
