@@ -83,28 +83,30 @@ def measure(label: str, arch_id: str, hp: dict[str, Any], size: int, workdir: Pa
     }
 
 
+OVERHEAD_MODELS = (
+    ("super_resolution/espcn-x2", "ESPCN"),
+    ("style_transfer/transformernet", "TransformerNet"),
+)
+
+
 def overhead(threads: int, workdir: Path) -> list[dict]:
     """OrtRunner (validation, padding, conversion) against a bare session.run at 256x256."""
-    rows = []
-    for label, arch_id in (
-        ("super_resolution/espcn-x2", "ESPCN"),
-        ("style_transfer/transformernet", "TransformerNet"),
-    ):
-        lm = all_architectures()[arch_id].create(seed=0)
-        d = lm.descriptor
-        inputs = sample_batch(d, (256, 256))
-        export = ONNXExporter().export(
-            lm.module, [torch.from_numpy(x) for x in inputs], workdir / "o.onnx", descriptor=d
-        )
-        runner = OrtRunner(
-            export.path, d, RunnerInfo(d.model_type, label, "", "", "cpu", "fp32"), num_threads=threads
-        )
-        session = runner.session
-        feeds = {s.name: x for s, x in zip(d.inputs, inputs)}
-        bare = benchmark(lambda: session.run(None, feeds), label="bare session.run", warmup=3, iterations=40)
-        wrapped = benchmark(lambda: runner(*inputs), label="OrtRunner", warmup=3, iterations=40)
-        rows.append({"model": label, "bare": bare.to_dict(), "runner": wrapped.to_dict()})
-    return rows
+    return [_overhead_one(label, arch_id, threads, workdir) for label, arch_id in OVERHEAD_MODELS]
+
+
+def _overhead_one(label: str, arch_id: str, threads: int, workdir: Path) -> dict:
+    lm = all_architectures()[arch_id].create(seed=0)
+    d = lm.descriptor
+    inputs = sample_batch(d, (256, 256))
+    dummy = [torch.from_numpy(x) for x in inputs]
+    export = ONNXExporter().export(lm.module, dummy, workdir / "o.onnx", descriptor=d)
+    info = RunnerInfo(d.model_type, label, "", "", "cpu", "fp32")
+    runner = OrtRunner(export.path, d, info, num_threads=threads)
+    session = runner.session
+    feeds = {s.name: x for s, x in zip(d.inputs, inputs)}
+    bare = benchmark(lambda: session.run(None, feeds), label="bare session.run", warmup=3, iterations=40)
+    wrapped = benchmark(lambda: runner(*inputs), label="OrtRunner", warmup=3, iterations=40)
+    return {"model": label, "bare": bare.to_dict(), "runner": wrapped.to_dict()}
 
 
 def _print(data: dict) -> None:
@@ -148,7 +150,7 @@ def _print(data: dict) -> None:
                 r["model"],
                 f"{b['median_ms']:.2f} / {b['p90_ms']:.2f}",
                 f"{w['median_ms']:.2f} / {w['p90_ms']:.2f}",
-                f"{w['median_ms'] - b['median_ms']:+.2f} ms ({(w['median_ms'] / b['median_ms'] - 1) * 100:+.1f}%)",
+                _overhead_text(b["median_ms"], w["median_ms"]),
             ]
         )
     print(
@@ -156,6 +158,11 @@ def _print(data: dict) -> None:
             rows, ["model @256x256", "bare session.run ms (median / p90)", "OrtRunner ms", "overhead"]
         )
     )
+
+
+def _overhead_text(bare_ms: float, runner_ms: float) -> str:
+    extra = runner_ms - bare_ms
+    return f"{extra:+.2f} ms ({extra / bare_ms * 100:+.1f}%)"
 
 
 def main(argv: list[str] | None = None) -> int:
