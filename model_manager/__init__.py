@@ -8,13 +8,18 @@ from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
 from .errors import (
     BackendError,
     BackendUnavailableError,
+    CacheError,
+    CacheLockTimeout,
     CheckpointError,
+    CorruptEntryError,
+    EngineBuildError,
     ExportError,
     InvalidInputError,
     InvalidNameError,
     ModelInputError,
     ModelLookupError,
     ModelManagerError,
+    QualityGateError,
     RunnerClosedError,
     StateDictMismatchError,
     StrategyUnavailableError,
@@ -27,14 +32,18 @@ from .errors import (
 from .manager import ModelManager
 from .optimization import Optimization
 from .registry import ModelEntry, ModelRegistry
-from .runners import Runner, RunnerInfo, TorchRunner
+from .runners import OrtRunner, Runner, RunnerInfo, TorchRunner
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
     "BackendUnavailableError",
+    "CacheError",
+    "CacheLockTimeout",
     "CheckpointError",
+    "CorruptEntryError",
+    "EngineBuildError",
     "ExportError",
     "InvalidInputError",
     "InvalidNameError",
@@ -47,6 +56,8 @@ __all__ = [
     "ModelManagerError",
     "ModelRegistry",
     "Optimization",
+    "OrtRunner",
+    "QualityGateError",
     "QualityGates",
     "Runner",
     "RunnerClosedError",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .cache_commands import add_cache_parser, format_cache, run_cache_command
 from .config import ModelConfig
 from .errors import ModelManagerError
 from .optimization import Optimization
@@ -51,9 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestep", type=float, default=0.5, help="interpolation time in 0..1")
     p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
     p.add_argument(
-        "--optimization", default="none", help=f"strategy: {', '.join(o.value for o in Optimization)}"
+        "--optimization",
+        default="auto",
+        help=f"strategy: {', '.join(o.value for o in Optimization)} (default auto)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    add_cache_parser(sub)
     return parser
 
 
@@ -72,6 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _dispatch(args: argparse.Namespace) -> int:
     from .commands import inspect_checkpoint, list_models, list_samples, run_image
 
+    config = ModelConfig.from_env()
+    if args.command == "cache":
+        result, code = await run_cache_command(args, config)
+        print(
+            json.dumps(result, indent=2, default=str)
+            if args.json
+            else format_cache(args.cache_command, result)
+        )
+        return code
+
     handlers: dict[str, Any] = {
         "list": list_models,
         "samples": list_samples,
@@ -79,7 +94,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         "run": run_image,
     }
     started = time.perf_counter()
-    result = await handlers[args.command](args, ModelConfig.from_env())
+    result = await handlers[args.command](args, config)
     log.info("%s finished in %.2f s", args.command, time.perf_counter() - started)
     if result is not None:
         print(json.dumps(result, indent=2, default=str) if args.json else _text(args.command, result))

@@ -33,9 +33,18 @@ def default_cache_dir() -> Path:
 class QualityGates:
     """Minimum PSNR (dB) an artifact must reach against the FP32 reference to be served."""
 
+    fp32_min_psnr: float = 50.0
     fp16_min_psnr: float = 40.0
     bf16_min_psnr: float = 40.0
     int8_min_psnr: float = 35.0
+
+    def by_precision(self) -> dict[str, float]:
+        return {
+            "fp32": self.fp32_min_psnr,
+            "fp16": self.fp16_min_psnr,
+            "bf16": self.bf16_min_psnr,
+            "int8": self.int8_min_psnr,
+        }
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,12 @@ class ModelConfig:
     quality: QualityGates = field(default_factory=QualityGates)
     warmup: Sequence[WarmupSpec] = ()
     warmup_concurrency: int = 2
+    auto_time_budget_s: float = 3.0
+    """Seconds of timing per candidate when ``auto`` measures (after warm-up)."""
+    build_in_subprocess: bool = True
+    """Build artifacts in a child process (a native crash cannot take the application down)."""
+    lock_timeout_s: float = 3600.0
+    """How long to wait for another process building the same artifact."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
@@ -60,6 +75,8 @@ class ModelConfig:
             raise ModelInputError(f"max_loaded_models must be >= 1, got {self.max_loaded_models}")
         if self.warmup_concurrency < 1:
             raise ModelInputError(f"warmup_concurrency must be >= 1, got {self.warmup_concurrency}")
+        if self.auto_time_budget_s <= 0 or self.lock_timeout_s <= 0:
+            raise ModelInputError("auto_time_budget_s and lock_timeout_s must be > 0")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ModelConfig:

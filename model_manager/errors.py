@@ -15,6 +15,11 @@
     │   └── StateDictMismatchError             strict load failed: lists missing / unexpected keys
     ├── WeightsUnavailableError                a registered model whose weights are not on this machine
     ├── ExportError                            a model that cannot be exported (names the operator)
+    ├── EngineBuildError                       an artifact build failed or its build process died
+    │   └── QualityGateError                   a built artifact is worse than the gate against FP32
+    ├── CacheError                             the artifact cache cannot be used as asked
+    │   ├── CorruptEntryError                  an entry failed verification (it is moved aside)
+    │   └── CacheLockTimeout (TimeoutError)    another process held a build lock for too long
     ├── BackendError                           a backend (onnxruntime, tensorrt) failed, raised from its cause
     ├── StrategyUnavailableError               a known strategy this machine or build cannot serve
     ├── BackendUnavailableError (ImportError)  an optional backend (tensorrt, openvino, av) is not installed
@@ -91,6 +96,26 @@ class ExportError(ModelManagerError):
     def __init__(self, message: str, operator: str | None = None) -> None:
         super().__init__(message)
         self.operator = operator
+
+
+class EngineBuildError(ModelManagerError):
+    """Building an artifact failed, or the build process died (crash, abort, out of memory)."""
+
+
+class QualityGateError(EngineBuildError):
+    """A built artifact's output is further from the FP32 reference than the quality gate allows."""
+
+
+class CacheError(ModelManagerError):
+    """The artifact cache cannot be used as asked."""
+
+
+class CorruptEntryError(CacheError):
+    """A cache entry failed verification; it has been moved aside and will be rebuilt."""
+
+
+class CacheLockTimeout(CacheError, TimeoutError):
+    """Another process held a build lock for longer than the configured timeout."""
 
 
 class BackendError(ModelManagerError):

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .cache import ArtifactCache
 from .config import ModelConfig
 from .descriptor import ModelDescriptor
-from .errors import ModelManagerError, StrategyUnavailableError
-from .optimization import IMPLEMENTED, Optimization
+from .errors import ModelManagerError
+from .optimization import Optimization
+from .optimized import OptimizedLoader
 from .registry import ModelEntry, ModelRegistry, validate_name, validate_type
-from .runners import Runner, RunnerInfo, TorchRunner
+from .runner_pool import RunnerPool
+from .runners import Runner
+from .samples import warmup_inputs
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,10 @@ class ModelManager:
     def __init__(self, config: ModelConfig | None = None, registry: ModelRegistry | None = None) -> None:
         self.config = config if config is not None else ModelConfig()
         self.registry = registry if registry is not None else ModelRegistry.with_builtins()
-        self._runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+        self.cache = ArtifactCache(self.config.cache_dir, lock_timeout_s=self.config.lock_timeout_s)
+        self._loader = OptimizedLoader(self.config, self.cache)
+        self._pool = RunnerPool(maxsize=self.config.max_loaded_models)
+        self._loading: dict[tuple[str, str, str], asyncio.Future[Runner]] = {}
         self._closed = False
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
@@ -40,6 +46,8 @@ class ModelManager:
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> ModelManager:
         self._check_open()
+        if self.config.warmup:
+            await self.warmup(self.config.warmup, self.config.warmup_concurrency)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -48,8 +56,10 @@ class ModelManager:
     async def aclose(self) -> None:
         """Close every runner this manager handed out; the manager cannot be used afterwards."""
         self._closed = True
-        for runner in list(self._runners):
-            runner.close()
+        for task in list(self._loading.values()):
+            task.cancel()
+        self._pool.close_all()
+        self.cache.close()
 
     @property
     def closed(self) -> bool:
@@ -65,7 +75,9 @@ class ModelManager:
     async def register_checkpoint(self, model_type: str, name: str, path: str | Path) -> ModelEntry:
         """Detect a checkpoint's architecture, load it strictly and register it (off the event loop)."""
         self._check_open()
-        return await asyncio.to_thread(self.registry.register_checkpoint, model_type, name, path)
+        entry = await asyncio.to_thread(self.registry.register_checkpoint, model_type, name, path)
+        self._forget(entry.model_type, entry.name)
+        return entry
 
     def register_model(
         self,
@@ -77,7 +89,9 @@ class ModelManager:
         default: bool = False,
     ) -> ModelEntry:
         """Register your own ``nn.Module`` factory with the descriptor that says how to call it."""
-        return self.registry.register_factory(model_type, name, factory, descriptor, default=default)
+        entry = self.registry.register_factory(model_type, name, factory, descriptor, default=default)
+        self._forget(entry.model_type, entry.name)
+        return entry
 
     # -- loading -----------------------------------------------------------------------------
     async def load_real_model(self, model_type: str, name: str) -> nn.Module:
@@ -90,18 +104,46 @@ class ModelManager:
     async def load_optimized_model(
         self, model_type: str, name: str, optimization: str | Optimization = "auto"
     ) -> Runner:
-        """A ready Runner for the model under the requested strategy (see :class:`Optimization`)."""
+        """A ready Runner for the model under the requested strategy (see :class:`Optimization`).
+
+        Runners are shared: the same (type, name, optimization) returns the same Runner while it
+        stays in the in-memory LRU; the manager closes runners it evicts and, on exit, all of them.
+        """
         self._check_open()
         strategy = Optimization.parse(optimization)
         entry = self._entry(model_type, name)
-        if strategy not in IMPLEMENTED:
-            raise StrategyUnavailableError(
-                f"optimization {strategy.value!r} is not available in this build; "
-                f"available: {sorted(s.value for s in IMPLEMENTED)}"
-            )
-        runner = await asyncio.to_thread(self._eager_runner, entry, strategy)
-        self._runners.add(runner)
+        key = (entry.model_type, entry.name, strategy.value)
+        runner = self._pool.get_open(key)
+        if runner is not None:
+            return runner
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._loader.load(entry, strategy))
+            self._loading[key] = task
+            task.add_done_callback(lambda _t: self._loading.pop(key, None))
+        runner = await asyncio.shield(task)
+        if self._pool.get_open(key) is not runner:
+            self._pool[key] = runner
         return runner
+
+    async def warmup(
+        self, specs: Iterable[tuple[str, str, str]], concurrency: int | None = None
+    ) -> list[Runner]:
+        """Build or load every (type, name, optimization) with bounded concurrency, then run each once.
+
+        The inference uses real sample photos at the profile's opt shape, so lazy allocations and
+        kernel choices happen now, not on the first real request.
+        """
+        limit = asyncio.Semaphore(concurrency or self.config.warmup_concurrency)
+
+        async def one(spec: tuple[str, str, str]) -> Runner:
+            async with limit:
+                runner = await self.load_optimized_model(*spec)
+                await runner.infer(*warmup_inputs(runner.descriptor))
+                log.info("warmed up %s/%s [%s]", spec[0], spec[1], runner.info.strategy)
+                return runner
+
+        return list(await asyncio.gather(*(one(tuple(s)) for s in specs)))  # type: ignore[arg-type]
 
     # -- helpers -----------------------------------------------------------------------------
     def _entry(self, model_type: str, name: str) -> ModelEntry:
@@ -110,29 +152,10 @@ class ModelManager:
             validate_name("model name", name)
         return self.registry.get(model_type, name)
 
-    def _device(self) -> torch.device:
-        if self.config.device == "cuda" or (self.config.device == "auto" and torch.cuda.is_available()):
-            return torch.device("cuda")
-        return torch.device("cpu")
-
-    def _eager_runner(self, entry: ModelEntry, strategy: Optimization) -> TorchRunner:
-        loaded = entry.load()
-        device = self._device()
-        info = RunnerInfo(
-            model_type=entry.model_type,
-            name=entry.name,
-            strategy=Optimization.NONE.value,
-            backend="torch",
-            device=str(device),
-            precision="fp32",
-            architecture=loaded.architecture,
-        )
-        if strategy is Optimization.AUTO:
-            reason = "auto: no optimized backend is available in this build; serving eager FP32"
-            info.notes.append(reason)
-            info.decision = {"chosen": "none", "reason": reason}
-            log.warning("%s/%s: %s", entry.model_type, entry.name, reason)
-        return TorchRunner(loaded.module, loaded.descriptor, info, device=device)
+    def _forget(self, model_type: str, name: str) -> None:
+        """Close pooled runners of a model whose registration changed."""
+        for key in [k for k in self._pool if k[:2] == (model_type, name)]:
+            self._pool.pop(key).close()
 
     def _check_open(self) -> None:
         if self._closed:

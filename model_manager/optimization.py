@@ -32,7 +32,3 @@ class Optimization(str, Enum):
                     return member
         valid = ", ".join(m.value for m in cls)
         raise UnknownStrategyError(f"unknown optimization {value!r}; valid: {valid}")
-
-
-IMPLEMENTED = frozenset({Optimization.AUTO, Optimization.NONE})
-"""Strategies this build serves; the ONNX, quantization and TensorRT issues extend it."""

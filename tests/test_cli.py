@@ -54,7 +54,7 @@ def test_list_table_marks_defaults(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_super_resolution_on_a_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sr.png"
-    assert main(["run", "super_resolution", "default", "sample:chelsea", str(out), "--json"]) == 0
+    assert main(["run", "super_resolution", "default", "sample:chelsea", str(out), "--json", "--optimization", "none"]) == 0
     result = json.loads(capsys.readouterr().out)
     h, w = load_sample("chelsea").shape[:2]
     assert read_image(out).shape == (2 * h, 2 * w, 3)
@@ -109,3 +109,27 @@ def test_console_script_is_installed() -> None:
     proc = subprocess.run([exe, "samples", "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert {s["name"] for s in json.loads(proc.stdout)} == {"astronaut", "coffee", "chelsea", "rocket"}
+
+
+def test_cache_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = all_architectures()["ESPCN"].create(small_config("ESPCN"))
+    torch.save(ref.module.state_dict(), tmp_path / "e.pth")
+    assert main(["run", "super_resolution", "e", "sample:coffee", str(tmp_path / "o.png"), "--checkpoint",
+                 str(tmp_path / "e.pth"), "--optimization", "onnx"]) == 0
+    capsys.readouterr()
+    assert main(["cache", "ls", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    (entry,) = listed["entries"]
+    assert entry["entry"].startswith("super_resolution/e/") and entry["backend"] == "onnxruntime"
+    assert main(["cache", "verify"]) == 0 and "ok " in capsys.readouterr().out
+    onnx = Path(entry["path"]) / "model.onnx"
+    onnx.write_bytes(b"broken")
+    assert main(["cache", "verify", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["entries"][0]["moved_to"]
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "e.pth", "rb"))  # not a terminal
+    assert main(["cache", "clear"]) == 1 and "without --yes" in capsys.readouterr().err
+    assert main(["cache", "clear", "--yes"]) == 0
+    assert main(["cache", "prune", "--max-size", "1M"]) == 0
+    with pytest.raises(SystemExit) as info:
+        main(["cache", "prune", "--max-size", "lots"])
+    assert info.value.code == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -23,6 +25,8 @@ class TorchRunner(Runner):
         super().__init__(descriptor, info)
         self.device = torch.device(device)
         self.dtype = dtype
+        if self.device.type != "cpu" or dtype != torch.float32:
+            module = copy.deepcopy(module)  # never convert the caller's FP32 reference in place
         self.module: nn.Module | None = module.eval().to(self.device, dtype)
 
     def _infer_impl(self, inputs: list[torch.Tensor]) -> torch.Tensor:

@@ -78,3 +78,10 @@ def _to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
         luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
     raise InvalidInputError(f"sample photos have 1 or 3 channels; the model expects {channels}")
+
+
+def warmup_inputs(descriptor: ModelDescriptor) -> list[np.ndarray]:
+    """Sample-photo inputs at the descriptor's profile opt shape (batch and size)."""
+    opt = descriptor.profile.opt if descriptor.profile else {}
+    first = next(iter(opt.values()), (1, 3, 256, 256))
+    return sample_batch(descriptor, (int(first[2]), int(first[3])), int(first[0]))

@@ -1,0 +1,91 @@
+"""What this machine offers: CUDA device, TensorRT, ONNX Runtime providers, CPU features."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """A snapshot of the devices and libraries strategy decisions depend on."""
+
+    cuda: bool
+    gpu_name: str | None = None
+    capability: tuple[int, int] | None = None
+    tensorrt: bool = False
+    ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    cpu: str = ""
+    cpu_flags: frozenset[str] = field(default_factory=frozenset)
+    cores: int = 1
+
+    @property
+    def native_bf16(self) -> bool:
+        """BF16 in hardware (AVX-512 BF16 or AMX); elsewhere BF16 is emulated and slow."""
+        return bool({"avx512_bf16", "amx_bf16"} & self.cpu_flags)
+
+    @property
+    def vnni(self) -> bool:
+        return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & self.cpu_flags)
+
+    def cpu_key(self) -> dict[str, Any]:
+        """What a measured CPU decision depends on (part of the cache key)."""
+        return {"kind": "cpu", "cpu": self.cpu, "cores": self.cores, "flags": sorted(self.cpu_flags)}
+
+    def gpu_key(self) -> dict[str, Any]:
+        """What a GPU artifact depends on: device name and compute capability."""
+        return {"kind": "cuda", "gpu": self.gpu_name, "capability": list(self.capability or ())}
+
+
+@cache
+def probe_hardware() -> Hardware:
+    """Probe once per process; imports nothing heavy beyond torch (TensorRT only by spec lookup)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    name = torch.cuda.get_device_name(0) if cuda else None
+    cap = tuple(torch.cuda.get_device_capability(0)) if cuda else None
+    return Hardware(
+        cuda=cuda,
+        gpu_name=name,
+        capability=cap,  # type: ignore[arg-type]
+        tensorrt=importlib.util.find_spec("tensorrt") is not None,
+        ort_providers=_ort_providers(),
+        cpu=_cpu_model(),
+        cpu_flags=_cpu_flags(),
+        cores=os.cpu_count() or 1,
+    )
+
+
+def _ort_providers() -> tuple[str, ...]:
+    import onnxruntime
+
+    return tuple(onnxruntime.get_available_providers())
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return frozenset(f for f in _CPU_FLAGS_OF_INTEREST if f in flags)
+    except OSError:
+        pass
+    return frozenset()
