@@ -126,8 +126,9 @@ def test_cache_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
     onnx.write_bytes(b"broken")
     assert main(["cache", "verify", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["entries"][0]["moved_to"]
-    monkeypatch.setattr("sys.stdin", open(tmp_path / "e.pth", "rb"))  # not a terminal
-    assert main(["cache", "clear"]) == 1 and "without --yes" in capsys.readouterr().err
+    with open(tmp_path / "e.pth", "rb") as not_a_terminal:
+        monkeypatch.setattr("sys.stdin", not_a_terminal)
+        assert main(["cache", "clear"]) == 1 and "without --yes" in capsys.readouterr().err
     assert main(["cache", "clear", "--yes"]) == 0
     assert main(["cache", "prune", "--max-size", "1M"]) == 0
     with pytest.raises(SystemExit) as info:
