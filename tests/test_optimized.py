@@ -16,6 +16,7 @@ import torch
 from model_manager import (
     ModelConfig,
     ModelManager,
+    Optimization,
     OrtRunner,
     QualityGateError,
     QualityGates,
@@ -56,9 +57,15 @@ async def test_auto_builds_once_and_a_new_manager_hits_the_cache(tmp_path: Path)
     info = r1.info
     assert info.cache_hit is False and info.build_seconds and info.build_seconds > 0
     assert info.decision["requested"] == "auto" and info.strategy == info.decision["chosen"]
-    assert {c["name"] for c in info.decision["candidates"]} == {"onnx", "none"}
-    assert all(c["median_ms"] > 0 and c["psnr_db"] >= 50 for c in info.decision["candidates"])
-    assert info.quality["psnr_db"] >= 50 and info.speedup and info.cache_key
+    planned = set(m1._loader.plan_for(Optimization.AUTO).candidates)
+    assert {"int8-static", "int8-static-qop", "int8-dynamic", "onnx", "none"} <= planned
+    assert {c["name"] for c in info.decision["candidates"]} == planned
+    for c in info.decision["candidates"]:
+        assert c["error"] is None and c["median_ms"] > 0
+        assert c["passed"] == (c["psnr_db"] >= c["min_psnr_db"])
+    chosen = next(c for c in info.decision["candidates"] if c["name"] == info.strategy)
+    assert chosen["passed"] and chosen["median_ms"] == min(c["median_ms"] for c in info.decision["candidates"] if c["passed"])
+    assert info.quality["psnr_db"] >= info.quality["min_psnr_db"] and info.speedup and info.cache_key
     async with await _manager(tmp_path, ckpt) as m2:
         r2 = await m2.load_optimized_model("super_resolution", "small", "auto")
         np.testing.assert_array_equal(r2(x), out1)
@@ -94,7 +101,8 @@ async def test_none_is_eager_and_uncached_and_cpu_refuses_gpu_strategies(tmp_pat
 
 
 async def test_an_explicit_strategy_below_its_gate_is_not_served(tmp_path: Path) -> None:
-    gates = QualityGates(fp32_min_psnr=200.0)  # above any achievable PSNR (capped at 150 dB)
+    # above any achievable PSNR (capped at 150 dB), for every precision
+    gates = QualityGates(fp32_min_psnr=200.0, fp16_min_psnr=200.0, bf16_min_psnr=200.0, int8_min_psnr=200.0)
     async with await _manager(tmp_path, _checkpoint(tmp_path, "ESPCN"), quality=gates) as m:
         with pytest.raises(QualityGateError, match="below its 200.0 dB gate"):
             await m.load_optimized_model("super_resolution", "small", "onnx")

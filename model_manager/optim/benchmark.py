@@ -12,7 +12,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,45 @@ def benchmark(
             times.append((time.perf_counter() - t0) * 1000.0)
             if max_seconds is not None and len(times) >= 3 and time.perf_counter() - started > max_seconds:
                 break
+    return _result(label, times, batch, size_bytes, sampler.peak)
+
+
+def benchmark_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup: int = 2,
+    rounds: int = 20,
+    max_seconds: float | None = None,
+    batch: int = 1,
+    cuda: bool = False,
+) -> dict[str, BenchmarkResult]:
+    """Time several functions round-robin (A, B, C, A, B, C, ...) so drift hits all alike.
+
+    Used to compare candidates in one process: a machine that slows down halfway (another
+    process, thermal limits, an allocator left fragmented by calibration) cannot favour whichever
+    candidate happened to be timed first. ``max_seconds`` bounds the total after 3 rounds.
+    """
+    sync = _cuda_sync if cuda else _no_sync
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: dict[str, list[float]] = {label: [] for label in fns}
+    started = time.perf_counter()
+    for i in range(rounds):
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[label].append((time.perf_counter() - t0) * 1000.0)
+        if max_seconds is not None and i >= 2 and time.perf_counter() - started > max_seconds:
+            break
+    return {label: _result(label, t, batch, None, None) for label, t in times.items()}
+
+
+def _result(
+    label: str, times: list[float], batch: int, size: int | None, peak: int | None
+) -> BenchmarkResult:
     median = statistics.median(times)
     return BenchmarkResult(
         label=label,
@@ -100,8 +139,8 @@ def benchmark(
         mean_ms=statistics.fmean(times),
         min_ms=min(times),
         throughput_per_s=batch * 1000.0 / median,
-        size_bytes=size_bytes,
-        peak_memory_bytes=sampler.peak,
+        size_bytes=size,
+        peak_memory_bytes=peak,
     )
 
 

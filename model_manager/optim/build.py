@@ -7,6 +7,7 @@ timed with the one benchmark harness within a budget; ``auto`` serves the fastes
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +19,8 @@ from torch import nn
 from ..cache import BuildOutput
 from ..descriptor import ModelDescriptor
 from ..errors import EngineBuildError, ModelManagerError, QualityGateError
-from ..runners import RunnerInfo, TorchRunner
-from .benchmark import benchmark, machine_info
+from ..runners import Runner, RunnerInfo, TorchRunner
+from .benchmark import benchmark_interleaved, machine_info
 from .candidates import CANDIDATES, BuildSettings, OpenRequest, export_inputs
 from .quality import compare
 from .strategy import BASELINE, CandidateResult, Decision, Plan, choose, gate_for
@@ -37,7 +38,7 @@ def build_plan(
     settings: BuildSettings,
     progress: Progress = lambda _msg: None,
 ) -> BuildOutput:
-    """Build and measure every candidate of ``plan`` in ``folder``; keep only the served one's files."""
+    """Build and check every candidate of ``plan`` in ``folder``, time them together, keep the served one."""
     inputs = [t.numpy() for t in export_inputs(descriptor, settings)]
     reference = TorchRunner(module, descriptor, _info(descriptor, "reference"))(*inputs)
     names = list(plan.candidates)
@@ -45,15 +46,21 @@ def build_plan(
         names.append(BASELINE)  # always measured: speedups are against eager FP32 in the same run
     results: dict[str, CandidateResult] = {}
     files: dict[str, list[str]] = {}
+    runners: dict[str, Runner] = {}
     for i, name in enumerate(names, 1):
-        progress(f"[{i}/{len(names)}] {name}: build, check against FP32, time")
-        results[name], files[name] = _measure(name, module, descriptor, folder, settings, inputs, reference)
+        progress(f"[{i}/{len(names) + 1}] {name}: build and check against FP32")
+        results[name], files[name], runner = _build_and_check(
+            name, module, descriptor, folder, settings, inputs, reference
+        )
+        if runner is not None:
+            runners[name] = runner
+    progress(f"[{len(names) + 1}/{len(names) + 1}] timing {', '.join(runners)} (interleaved)")
+    _time_together(runners, results, inputs, settings)
     decision = choose(list(results.values())) if plan.measured else _single(plan, results)
     chosen = results[decision.chosen]
-    for name, names_ in files.items():
-        if name != decision.chosen:
-            for f in names_:
-                (folder / f).unlink(missing_ok=True)
+    keep = set(files[decision.chosen])
+    for f in {f for names_ in files.values() for f in names_} - keep:
+        (folder / f).unlink(missing_ok=True)
     return BuildOutput(
         files=files[decision.chosen],
         backend=chosen.backend,
@@ -76,7 +83,7 @@ def build_plan(
     )
 
 
-def _measure(
+def _build_and_check(
     name: str,
     module: nn.Module,
     descriptor: ModelDescriptor,
@@ -84,7 +91,8 @@ def _measure(
     settings: BuildSettings,
     inputs: list[np.ndarray],
     reference: np.ndarray,
-) -> tuple[CandidateResult, list[str]]:
+) -> tuple[CandidateResult, list[str], Runner | None]:
+    """Build one candidate and compare it with FP32; a failure is recorded, not raised."""
     cand = CANDIDATES[name]
     result = CandidateResult(
         name, cand.backend, cand.precision, min_psnr_db=gate_for(cand.precision, settings.gates)
@@ -95,23 +103,39 @@ def _measure(
         req = OpenRequest(
             folder, files, module, descriptor, _info(descriptor, name), settings.device, settings.num_threads
         )
-        with cand.open(req) as runner:
-            q = compare(reference, runner(*inputs), descriptor.output.value_range)
-            result.psnr_db, result.max_abs_error = q.psnr_db, q.max_abs_error
-            result.passed = q.psnr_db >= (result.min_psnr_db or 0.0)
-            timing = benchmark(
-                lambda: runner(*inputs),
-                label=name,
-                warmup=settings.warmup,
-                iterations=settings.iterations,
-                max_seconds=settings.time_budget_s,
-                cuda=settings.device == "cuda",
-            )
-            result.median_ms, result.p90_ms = round(timing.median_ms, 3), round(timing.p90_ms, 3)
-    except ModelManagerError as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-        log.warning("candidate %s failed: %s", name, result.error)
-    return result, files
+        runner = cand.open(req)
+        q = compare(reference, runner(*inputs), descriptor.output.value_range)
+        result.psnr_db, result.max_abs_error = q.psnr_db, q.max_abs_error
+        result.passed = q.psnr_db >= (result.min_psnr_db or 0.0)
+        return result, files, runner
+    except Exception as exc:  # a candidate that cannot be built is reported, not served
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.warning(
+            "candidate %s failed: %s", name, result.error, exc_info=not isinstance(exc, ModelManagerError)
+        )
+        return result, files, None
+
+
+def _time_together(
+    runners: dict[str, Runner],
+    results: dict[str, CandidateResult],
+    inputs: list[np.ndarray],
+    settings: BuildSettings,
+) -> None:
+    """Time every built candidate round-robin with the harness, then close them."""
+    try:
+        timings = benchmark_interleaved(
+            {name: functools.partial(r, *inputs) for name, r in runners.items()},
+            warmup=settings.warmup,
+            rounds=settings.iterations,
+            max_seconds=settings.time_budget_s * max(1, len(runners)),
+            cuda=settings.device == "cuda",
+        )
+        for name, t in timings.items():
+            results[name].median_ms, results[name].p90_ms = round(t.median_ms, 3), round(t.p90_ms, 3)
+    finally:
+        for runner in runners.values():
+            runner.close()
 
 
 def _single(plan: Plan, results: dict[str, CandidateResult]) -> Decision:

@@ -131,3 +131,22 @@ register_candidate(
 def available_candidates(device: str) -> set[str]:
     """Names of the candidates that can run on ``device``."""
     return {c.name for c in CANDIDATES.values() if device in c.devices}
+
+
+def _open_bf16(req: OpenRequest) -> Runner:
+    assert req.module is not None, "bf16 runs the FP32 module under autocast"
+    return TorchRunner(
+        req.module, req.descriptor, req.info, device=req.device, autocast=torch.bfloat16, channels_last=True
+    )
+
+
+register_candidate(Candidate("bf16", "torch", "bf16", ("cpu",), _nothing_to_build, _open_bf16))
+
+
+def _register_int8() -> None:
+    from . import int8_candidates
+
+    int8_candidates.register(register_candidate)
+
+
+_register_int8()
