@@ -136,3 +136,31 @@ def image_profile(
         opt=shapes(1, opt),
         max=shapes(max_batch, max_size),
     )
+
+
+def descriptor_from_dict(data: Mapping[str, Any]) -> ModelDescriptor:
+    """Rebuild a descriptor from :meth:`ModelDescriptor.to_dict` output (JSON, never a pickle)."""
+
+    def spec(d: Mapping[str, Any]) -> TensorSpec:
+        return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"], tuple(d["value_range"]), d["kind"])
+
+    prof = data.get("profile")
+    profile = (
+        ShapeProfile(**{k: {n: tuple(s) for n, s in prof[k].items()} for k in ("min", "opt", "max")})
+        if prof
+        else None
+    )
+    return ModelDescriptor(
+        model_type=data["model_type"],
+        architecture=data["architecture"],
+        inputs=tuple(spec(s) for s in data["inputs"]),
+        output=spec(data["output"]),
+        scale=data["scale"],
+        size_min=data["size_min"],
+        size_multiple=data["size_multiple"],
+        pad_mode=data["pad_mode"],
+        profile=profile,
+        precisions=tuple(data["precisions"]),
+        hyperparameters=dict(data["hyperparameters"]),
+        notes=data.get("notes", ""),
+    )

@@ -101,12 +101,16 @@ def benchmark_interleaved(
     max_seconds: float | None = None,
     batch: int = 1,
     cuda: bool = False,
+    block: int = 3,
 ) -> dict[str, BenchmarkResult]:
-    """Time several functions round-robin (A, B, C, A, B, C, ...) so drift hits all alike.
+    """Time several functions in alternating blocks (A A A, B B B, A A A, ...) so drift hits all alike.
 
     Used to compare candidates in one process: a machine that slows down halfway (another
     process, thermal limits, an allocator left fragmented by calibration) cannot favour whichever
-    candidate happened to be timed first. ``max_seconds`` bounds the total after 3 rounds.
+    candidate happened to be timed first. Each visit starts with one untimed call: thread pools
+    of the previous backend (ONNX Runtime's and OpenMP's spin-waiting workers) are still burning
+    the cores for a few milliseconds after it returns, and that must not be charged to the next.
+    ``rounds`` counts timed calls per function; ``max_seconds`` bounds the total after 3 visits.
     """
     sync = _cuda_sync if cuda else _no_sync
     for fn in fns.values():
@@ -115,13 +119,17 @@ def benchmark_interleaved(
     sync()
     times: dict[str, list[float]] = {label: [] for label in fns}
     started = time.perf_counter()
-    for i in range(rounds):
+    visits = 0
+    while min(len(t) for t in times.values()) < rounds:
         for label, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[label].append((time.perf_counter() - t0) * 1000.0)
-        if max_seconds is not None and i >= 2 and time.perf_counter() - started > max_seconds:
+            fn()  # untimed: absorbs the previous backend's spinning threads
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                times[label].append((time.perf_counter() - t0) * 1000.0)
+        visits += 1
+        if max_seconds is not None and visits >= 3 and time.perf_counter() - started > max_seconds:
             break
     return {label: _result(label, t, batch, None, None) for label, t in times.items()}
 

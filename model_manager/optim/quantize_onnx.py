@@ -10,10 +10,13 @@ settings (histogram bins, percentile) are honoured.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,11 +69,32 @@ class StaticInt8Settings:
             raise InvalidInputError(f"percentile must be in 90..100, got {self.percentile}")
 
 
+class _DropOnnxRuntimeRootRecords(logging.Filter):
+    """onnxruntime.quantization logs through the root logger; its per-tensor chatter is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname.replace("\\", "/") or record.levelno >= logging.ERROR
+
+
+@contextmanager
+def quiet_onnxruntime_quantization() -> Iterator[None]:
+    """Silence onnxruntime.quantization's warnings and progress prints for the duration."""
+    root = logging.getLogger()
+    flt = _DropOnnxRuntimeRootRecords()
+    root.addFilter(flt)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(flt)
+
+
 def preprocess_for_quantization(source: Path, target: Path) -> Path:
     """ONNX Runtime's ``quant_pre_process`` (graph optimization and shape inference) before quantizing."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    with quiet_onnxruntime_quantization():
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     return target
 
 
@@ -78,13 +102,14 @@ def dynamic_int8_from_onnx(source: Path, target: Path) -> Path:
     """Dynamic INT8 (weights int8 per channel, activations quantized at run time; Conv -> ConvInteger)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(source),
-        str(target),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-    )
+    with quiet_onnxruntime_quantization():
+        quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+        )
     return target
 
 
@@ -95,7 +120,7 @@ def ranges_from_calibration(
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     method, extra = _calibrator_options(settings)
-    with tempfile.TemporaryDirectory(prefix="model_manager-calib-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="model_manager-calib-") as tmp, quiet_onnxruntime_quantization():
         calibrator = create_calibrator(
             source,
             list(QUANTIZED_OP_TYPES),
@@ -183,20 +208,21 @@ def _quantize_static(
 
     method, _ = _calibrator_options(settings)
     try:
-        quantize_static(
-            str(source),
-            str(target),
-            None,
-            quant_format=fmt,
-            per_channel=settings.per_channel,
-            activation_type=activation,
-            weight_type=QuantType.QInt8,
-            calibrate_method=method,
-            calibration_cache_path=str(ranges),
-            nodes_to_exclude=excluded_nodes(source, settings),
-            op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-            extra_options=extra,
-        )
+        with quiet_onnxruntime_quantization():
+            quantize_static(
+                str(source),
+                str(target),
+                None,
+                quant_format=fmt,
+                per_channel=settings.per_channel,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method,
+                calibration_cache_path=str(ranges),
+                nodes_to_exclude=excluded_nodes(source, settings),
+                op_types_to_quantize=list(QUANTIZED_OP_TYPES),
+                extra_options=extra,
+            )
     except (ValueError, RuntimeError) as exc:
         raise EngineBuildError(f"ONNX Runtime static quantization of {source.name} failed: {exc}") from exc
     return target
