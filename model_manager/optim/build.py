@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,10 @@ def _build_and_check(
         name, cand.backend, cand.precision, min_psnr_db=gate_for(cand.precision, settings.gates)
     )
     files: list[str] = []
+    started = time.perf_counter()
     try:
         files = cand.build(module, descriptor, folder, settings)
+        result.build_seconds = round(time.perf_counter() - started, 3)
         req = OpenRequest(
             folder, files, module, descriptor, _info(descriptor, name), settings.device, settings.num_threads
         )

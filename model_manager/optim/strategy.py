@@ -103,6 +103,7 @@ class CandidateResult:
     passed: bool = False
     error: str | None = None
     speedup: float | None = None
+    build_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
