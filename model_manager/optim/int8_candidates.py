@@ -31,6 +31,7 @@ FILES = {
     "int8-dynamic": "model.int8-dynamic.onnx",
     "int8-static": "model.int8-qdq.onnx",
     "int8-static-qop": "model.int8-qop.onnx",
+    "int8-torch": "observed.int8-torch.safetensors",
 }
 CALIBRATION_MAX_SIDE = 128
 CALIBRATION_SAMPLES = 8
@@ -89,6 +90,47 @@ def _opener(name: str) -> Callable[[Any], Runner]:
     return open_runner
 
 
+def _example(descriptor: ModelDescriptor) -> list[Any]:
+    """Small real-photo inputs for tracing (shapes are dynamic in the traced graph)."""
+    import torch
+
+    from ..samples import sample_batch
+
+    side = -(-max(64, descriptor.size_min) // descriptor.size_multiple) * descriptor.size_multiple
+    return [torch.from_numpy(x) for x in sample_batch(descriptor, (side, side))]
+
+
+def _torch_int8_build(
+    module: nn.Module, descriptor: ModelDescriptor, folder: Path, settings: Any
+) -> list[str]:
+    """PyTorch FX static INT8: calibrate, then store the observed state (weights + ranges) as safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .quantize_torch import calibrate_observed, prepare_static
+
+    example = _example(descriptor)
+    prepared = prepare_static(module, example)
+    data = sample_calibration_set(descriptor, _calibration_size(descriptor, settings), CALIBRATION_SAMPLES)
+    state = calibrate_observed(prepared, [[torch.from_numpy(a) for a in item] for item in data], len(example))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / FILES["int8-torch"]))
+    return [FILES["int8-torch"]]
+
+
+def _torch_int8_open(req: Any) -> Runner:
+    """Rebuild the INT8 model from the FP32 module and the stored observed state (no calibration)."""
+    from safetensors.torch import load_file
+
+    from ..runners import TorchRunner
+    from .quantize_torch import quantized_from_observed
+
+    assert req.module is not None, "int8-torch rebuilds from the FP32 module"
+    quantized = quantized_from_observed(
+        req.module, _example(req.descriptor), load_file(str(req.folder / FILES["int8-torch"]))
+    )
+    return TorchRunner(quantized, req.descriptor, req.info, device="cpu")
+
+
 def register(add: Callable[[Any], Any]) -> None:
     """Add the INT8 candidates through the registry's ``register_candidate``."""
     from .candidates import Candidate
@@ -104,6 +146,7 @@ def register(add: Callable[[Any], Any]) -> None:
             _opener("int8-static"),
         )
     )
+    add(Candidate("int8-torch", "torch", "int8", ("cpu",), _torch_int8_build, _torch_int8_open))
     add(
         Candidate(
             "int8-static-qop",

@@ -243,7 +243,7 @@ class ModelQuantizer:
             source, ArrayCalibrationReader(desc, data), settings, folder / "calibration.json"
         )
         writers = {"qdq": qdq_from_onnx, "qoperator": qoperator_from_onnx}
-        files = {
+        files: dict[str, Path] = {
             f: writers[f](source, folder / f"model.int8-{f}.onnx", ranges, settings)
             for f in self.config.formats
         }

@@ -17,7 +17,7 @@ from .hardware import Hardware
 
 # CPU candidates for auto, in order of preference when equally fast. The quantization issue adds
 # INT8 and BF16 candidates to the registry; whichever are registered take part.
-CPU_AUTO_ORDER = ("int8-static", "int8-static-qop", "bf16", "int8-dynamic", "onnx", "none")
+CPU_AUTO_ORDER = ("int8-static", "int8-static-qop", "int8-torch", "bf16", "int8-dynamic", "onnx", "none")
 BASELINE = "none"
 
 
