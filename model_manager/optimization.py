@@ -13,6 +13,7 @@ class Optimization(str, Enum):
     AUTO = "auto"
     NONE = "none"
     FP16 = "fp16"
+    BF16 = "bf16"  # CPU autocast, only where the CPU has native BF16
     INT8_DYNAMIC = "int8-dynamic"
     INT8_STATIC = "int8-static"
     ONNX = "onnx"

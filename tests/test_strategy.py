@@ -50,6 +50,9 @@ def test_explicit_strategies_say_why_they_cannot_run() -> None:
         plan(Optimization.FP16, CPU, ALL, "cpu")
     with pytest.raises(StrategyUnavailableError, match="needs the tensorrt package"):
         plan(Optimization.TENSORRT, _described_gpu(False, True), ALL, "cuda")
+    with pytest.raises(StrategyUnavailableError, match="needs a CPU with native BF16"):
+        plan(Optimization.BF16, CPU, ALL, "cpu")
+    assert plan(Optimization.BF16, CPU_BF16, ALL, "cpu").candidates == ("bf16",)
     with pytest.raises(StrategyUnavailableError, match="'int8-dynamic' is not available"):
         plan(Optimization.QUANTIZE, CPU, {"none", "onnx"}, "cpu")
     q = plan(Optimization.QUANTIZE, _described_gpu(False, False), ALL, "cuda")

@@ -100,7 +100,10 @@ def _nothing_to_build(
 def _open_torch(dtype: torch.dtype) -> Callable[[OpenRequest], Runner]:
     def open_runner(req: OpenRequest) -> Runner:
         assert req.module is not None, "eager candidates need the FP32 module"
-        return TorchRunner(req.module, req.descriptor, req.info, device=req.device, dtype=dtype)
+        half = dtype == torch.float16  # FP16 on CUDA: half weights and channels_last (tensor cores)
+        return TorchRunner(
+            req.module, req.descriptor, req.info, device=req.device, dtype=dtype, channels_last=half
+        )
 
     return open_runner
 

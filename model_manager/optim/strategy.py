@@ -53,8 +53,12 @@ def plan(requested: Optimization, hw: Hardware, available: Collection[str], devi
         raise StrategyUnavailableError(
             f"{name} needs the tensorrt package (pip install 'model_manager[tensorrt]')"
         )
+    if name == "bf16" and device == "cpu" and not hw.native_bf16:
+        raise StrategyUnavailableError(
+            "bf16 needs a CPU with native BF16 (AVX-512 BF16 or AMX); this one would emulate it"
+        )
     if name not in available:
-        raise StrategyUnavailableError(f"optimization {name!r} is not available in this build")
+        raise StrategyUnavailableError(f"optimization {name!r} is not available on {device} in this build")
     return Plan(name, (name,), device, False)
 
 
