@@ -45,18 +45,20 @@ def _read(spec: str) -> np.ndarray:
 
 
 async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    frames = [_read(args.input)]  # read and check the inputs before any build starts
+    if args.model_type == "interpolation":
+        if args.second is None:
+            raise InvalidInputError("interpolation needs two frames: pass --second PATH")
+        if not 0.0 <= args.timestep <= 1.0:
+            raise InvalidInputError(f"expected --timestep in 0..1, got {args.timestep}")
+        frames.append(_read(args.second))
     async with ModelManager(config) as manager:
         if args.checkpoint is not None:
             await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
         runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
         spec = runner.input_spec[0]
-        inputs = [to_batch(_read(args.input), spec.value_range)]
+        inputs = [to_batch(f, spec.value_range) for f in frames]
         if args.model_type == "interpolation":
-            if args.second is None:
-                raise InvalidInputError("interpolation needs two frames: pass --second PATH")
-            if not 0.0 <= args.timestep <= 1.0:
-                raise InvalidInputError(f"expected --timestep in 0..1, got {args.timestep}")
-            inputs.append(to_batch(_read(args.second), spec.value_range))
             inputs.append(np.full((1, 1, 1, 1), args.timestep, dtype=np.float32))
         output = await runner.infer(*inputs)
         image = from_batch(output, runner.descriptor.output.value_range)[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader
 
 from ..descriptor import ModelDescriptor
 from ..errors import InvalidInputError
@@ -70,8 +69,12 @@ def _check_array(
         raise InvalidInputError(f"{where}: expected finite values")
 
 
-class ArrayCalibrationReader(CalibrationDataReader):
-    """Hands ONNX Runtime one validated feed dict per calibration item; can be rewound."""
+class ArrayCalibrationReader:
+    """Hands ONNX Runtime one validated feed dict per calibration item; can be rewound.
+
+    ONNX Runtime's calibrators only call ``get_next`` (its ``CalibrationDataReader`` accepts any
+    class that has it), so this does not subclass it and importing it does not import onnxruntime.
+    """
 
     def __init__(self, descriptor: ModelDescriptor, data: Sequence[Sequence[np.ndarray]]) -> None:
         check_calibration_data(descriptor, data)
