@@ -79,6 +79,8 @@ def test_run_with_a_users_checkpoint(tmp_path: Path) -> None:
             str(out),
             "--checkpoint",
             str(tmp_path / "mystyle.pth"),
+            "--optimization",
+            "none",
         ]
     )
     assert code == 0
