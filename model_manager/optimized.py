@@ -63,7 +63,7 @@ class OptimizedLoader:
             return self._eager(entry, loaded, the_plan)
         key = await asyncio.to_thread(self._key, entry, loaded, the_plan)
         cached = await self.cache.get_or_build(key, self._builder(entry, loaded, the_plan))
-        return self._open(entry, loaded, the_plan, cached)
+        return await asyncio.to_thread(self._open, entry, loaded, the_plan, cached)  # off the event loop
 
     def _eager(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> Runner:
         info = RunnerInfo(
