@@ -60,6 +60,9 @@ class ModelConfig:
     warmup_concurrency: int = 2
     auto_time_budget_s: float = 3.0
     """Seconds of timing per candidate when ``auto`` measures (after warm-up)."""
+    auto_exclude: tuple[str, ...] = ()
+    """Candidates ``auto`` must not consider, e.g. ("int8-torch",) where restarts must load in
+    well under a second (its cache hit re-traces the model with torch.fx: 2-3 s in a fresh process)."""
     build_in_subprocess: bool = True
     """Build artifacts in a child process (a native crash cannot take the application down)."""
     lock_timeout_s: float = 3600.0

@@ -53,7 +53,10 @@ class OptimizedLoader:
 
     def plan_for(self, requested: Optimization) -> Plan:
         device = self.device()
-        return plan(requested, self.hardware, available_candidates(device), device)
+        available = available_candidates(device)
+        if requested is Optimization.AUTO:
+            available -= set(self.config.auto_exclude)
+        return plan(requested, self.hardware, available, device)
 
     async def load(self, entry: ModelEntry, requested: Optimization) -> Runner:
         """Plan, then either run eager directly or go through the cache."""

@@ -219,3 +219,10 @@ async def _build_first(tmp_path: Path, ckpt: Path) -> None:
     async with await _manager(tmp_path, ckpt) as m:
         r = await m.load_optimized_model("super_resolution", "small", "auto")
         np.save(tmp_path / "first.npy", r(sample_batch(r.descriptor, (24, 24))[0]))
+
+
+def test_auto_exclude_removes_candidates_from_the_plan(tmp_path: Path) -> None:
+    m = ModelManager(_config(tmp_path, auto_exclude=("int8-torch", "int8-dynamic")))
+    planned = m._loader.plan_for(Optimization.AUTO).candidates
+    assert "int8-torch" not in planned and "int8-dynamic" not in planned and "onnx" in planned
+    assert m._loader.plan_for(Optimization.INT8_DYNAMIC).candidates == ("int8-dynamic",)  # explicit still works
