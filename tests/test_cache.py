@@ -26,9 +26,14 @@ from model_manager.cache.manifest import MANIFEST_FORMAT, read_manifest
 
 
 def _key(weights: str = "ab" * 32, **changes) -> CacheKey:
-    fields = dict(architecture="ESPCN", hyperparameters={"channels": 3}, precision="fp32",
-                  profile={"opt": {"input": [1, 3, 256, 256]}}, export={"opset": 17},
-                  device={"kind": "cpu"})
+    fields = dict(
+        architecture="ESPCN",
+        hyperparameters={"channels": 3},
+        precision="fp32",
+        profile={"opt": {"input": [1, 3, 256, 256]}},
+        export={"opset": 17},
+        device={"kind": "cpu"},
+    )
     fields.update(changes)
     return make_key("super_resolution", "espcn-x2", weights, "onnx", **fields)
 
@@ -48,8 +53,13 @@ class Builder:
         (folder / "extra.bin").write_bytes(b"x" * 100)
         if self.fail:
             raise RuntimeError("builder failed half-way")
-        return BuildOutput(files=["model.onnx", "extra.bin"], backend="onnxruntime", precision="fp32",
-                           quality={"psnr_db": 99.0}, decision={"chosen": "onnx"})
+        return BuildOutput(
+            files=["model.onnx", "extra.bin"],
+            backend="onnxruntime",
+            precision="fp32",
+            quality={"psnr_db": 99.0},
+            decision={"chosen": "onnx"},
+        )
 
 
 def _no_temp_left(root: Path) -> bool:
@@ -119,6 +129,7 @@ def _edit_manifest(change):
         m = json.loads((p / "manifest.json").read_text())
         change(m)
         (p / "manifest.json").write_text(json.dumps(m))
+
     return apply
 
 
@@ -136,8 +147,9 @@ CORRUPTIONS = {
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
-async def test_corruption_is_detected_moved_aside_and_rebuilt(tmp_path: Path, corruption: str,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_corruption_is_detected_moved_aside_and_rebuilt(
+    tmp_path: Path, corruption: str, caplog: pytest.LogCaptureFixture
+) -> None:
     cache, key, build = ArtifactCache(tmp_path), _key(), Builder()
     entry = await cache.get_or_build(key, build)
     CORRUPTIONS[corruption](entry.path)
@@ -187,8 +199,9 @@ def immutable_dir(tmp_path: Path):
     subprocess.run(["chattr", "-i", str(d)], check=True)
 
 
-async def test_a_read_only_cache_still_serves_and_caches_nothing(immutable_dir: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_read_only_cache_still_serves_and_caches_nothing(
+    immutable_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache, build = ArtifactCache(immutable_dir), Builder()
     entry = await cache.get_or_build(_key(), build)
     assert entry.ephemeral and (entry.path / "model.onnx").is_file()

@@ -54,7 +54,21 @@ def test_list_table_marks_defaults(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_run_super_resolution_on_a_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sr.png"
-    assert main(["run", "super_resolution", "default", "sample:chelsea", str(out), "--json", "--optimization", "none"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "super_resolution",
+                "default",
+                "sample:chelsea",
+                str(out),
+                "--json",
+                "--optimization",
+                "none",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     h, w = load_sample("chelsea").shape[:2]
     assert read_image(out).shape == (2 * h, 2 * w, 3)
@@ -113,11 +127,27 @@ def test_console_script_is_installed() -> None:
     assert {s["name"] for s in json.loads(proc.stdout)} == {"astronaut", "coffee", "chelsea", "rocket"}
 
 
-def test_cache_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = all_architectures()["ESPCN"].create(small_config("ESPCN"))
     torch.save(ref.module.state_dict(), tmp_path / "e.pth")
-    assert main(["run", "super_resolution", "e", "sample:coffee", str(tmp_path / "o.png"), "--checkpoint",
-                 str(tmp_path / "e.pth"), "--optimization", "onnx"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "super_resolution",
+                "e",
+                "sample:coffee",
+                str(tmp_path / "o.png"),
+                "--checkpoint",
+                str(tmp_path / "e.pth"),
+                "--optimization",
+                "onnx",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["cache", "ls", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

@@ -40,8 +40,9 @@ def _config(tmp_path: Path, **kw) -> ModelConfig:
     return ModelConfig(cache_dir=tmp_path / "cache", device="cpu", auto_time_budget_s=0.2, **kw)
 
 
-async def _manager(tmp_path: Path, ckpt: Path, name: str = "small", model_type: str = "super_resolution",
-                   **kw) -> ModelManager:
+async def _manager(
+    tmp_path: Path, ckpt: Path, name: str = "small", model_type: str = "super_resolution", **kw
+) -> ModelManager:
     manager = ModelManager(_config(tmp_path, **kw))
     await manager.register_checkpoint(model_type, name, ckpt)
     return manager
@@ -64,7 +65,9 @@ async def test_auto_builds_once_and_a_new_manager_hits_the_cache(tmp_path: Path)
         assert c["error"] is None and c["median_ms"] > 0
         assert c["passed"] == (c["psnr_db"] >= c["min_psnr_db"])
     chosen = next(c for c in info.decision["candidates"] if c["name"] == info.strategy)
-    assert chosen["passed"] and chosen["median_ms"] == min(c["median_ms"] for c in info.decision["candidates"] if c["passed"])
+    assert chosen["passed"] and chosen["median_ms"] == min(
+        c["median_ms"] for c in info.decision["candidates"] if c["passed"]
+    )
     assert info.quality["psnr_db"] >= info.quality["min_psnr_db"] and info.speedup and info.cache_key
     async with await _manager(tmp_path, ckpt) as m2:
         r2 = await m2.load_optimized_model("super_resolution", "small", "auto")
@@ -135,8 +138,11 @@ async def test_lru_evicts_and_closes(tmp_path: Path) -> None:
 async def test_warmup_three_models_with_concurrency_two(tmp_path: Path) -> None:
     m = ModelManager(_config(tmp_path))
     specs = []
-    for model_type, arch_id in (("super_resolution", "ESPCN"), ("style_transfer", "TransformerNet"),
-                                ("interpolation", "IFNet")):
+    for model_type, arch_id in (
+        ("super_resolution", "ESPCN"),
+        ("style_transfer", "TransformerNet"),
+        ("interpolation", "IFNet"),
+    ):
         await m.register_checkpoint(model_type, f"small-{arch_id.lower()}", _checkpoint(tmp_path, arch_id))
         specs.append((model_type, f"small-{arch_id.lower()}", "onnx"))
     async with m:
@@ -178,8 +184,12 @@ _CHILD = textwrap.dedent("""
 
 
 def _spawn(tmp_path: Path, ckpt: Path, tag: str, n: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / "cache"), str(ckpt),
-                             str(tmp_path / tag), str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "cache"), str(ckpt), str(tmp_path / tag), str(n)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_three_processes_times_four_coroutines_build_exactly_once(tmp_path: Path) -> None:
@@ -225,4 +235,6 @@ def test_auto_exclude_removes_candidates_from_the_plan(tmp_path: Path) -> None:
     m = ModelManager(_config(tmp_path, auto_exclude=("int8-torch", "int8-dynamic")))
     planned = m._loader.plan_for(Optimization.AUTO).candidates
     assert "int8-torch" not in planned and "int8-dynamic" not in planned and "onnx" in planned
-    assert m._loader.plan_for(Optimization.INT8_DYNAMIC).candidates == ("int8-dynamic",)  # explicit still works
+    assert m._loader.plan_for(Optimization.INT8_DYNAMIC).candidates == (
+        "int8-dynamic",
+    )  # explicit still works

@@ -34,8 +34,11 @@ def _model(arch_id: str):
 @pytest.mark.parametrize("arch_id", CONV_NETS)
 @pytest.mark.parametrize(
     "config",
-    [STATIC, QuantizationConfig(QuantizationType.DYNAMIC, input_size=(48, 48)),
-     QuantizationConfig(QuantizationType.BF16, backend="torch", input_size=(48, 48))],
+    [
+        STATIC,
+        QuantizationConfig(QuantizationType.DYNAMIC, input_size=(48, 48)),
+        QuantizationConfig(QuantizationType.BF16, backend="torch", input_size=(48, 48)),
+    ],
     ids=["static-ort", "dynamic-ort", "bf16-torch"],
 )
 def test_each_strategy_gives_a_runner_that_passes_its_gate(arch_id: str, config: QuantizationConfig) -> None:
@@ -70,11 +73,15 @@ def test_static_calibration_is_deterministic(tmp_path: Path) -> None:
         with q.runner("qdq") as r:
             outs.append(r(*sample_inputs(lm.descriptor, (32, 32))))
     np.testing.assert_array_equal(outs[0], outs[1])
-    assert (tmp_path / "a" / "calibration.json").read_text() == (tmp_path / "b" / "calibration.json").read_text()
+    assert (tmp_path / "a" / "calibration.json").read_text() == (
+        tmp_path / "b" / "calibration.json"
+    ).read_text()
 
 
 def test_below_the_gate_is_reported_not_served() -> None:
-    config = QuantizationConfig(QuantizationType.STATIC, input_size=(48, 48), calibration_samples=2, min_psnr_db=200.0)
+    config = QuantizationConfig(
+        QuantizationType.STATIC, input_size=(48, 48), calibration_samples=2, min_psnr_db=200.0
+    )
     q = ModelQuantizer(config).quantize(_model("ESPCN").module)
     assert not q.passed and any("not served" in n for n in q.notes)
     with pytest.raises(QualityGateError, match="not served"):
@@ -129,13 +136,26 @@ def test_benchmark_quantization_reports_the_seed_keys() -> None:
     lm = _model("SRVGGNetCompact")
     quantizer = ModelQuantizer(STATIC)
     q = quantizer.quantize(lm.module)
-    stats = quantizer.benchmark_quantization(lm.module, q, sample_inputs(lm.descriptor, (48, 48)), num_iterations=3)
-    assert {"size_reduction_percent", "speedup", "original_ms", "quantized_ms", "quality_psnr_db"} <= set(stats)
+    stats = quantizer.benchmark_quantization(
+        lm.module, q, sample_inputs(lm.descriptor, (48, 48)), num_iterations=3
+    )
+    assert {"size_reduction_percent", "speedup", "original_ms", "quantized_ms", "quality_psnr_db"} <= set(
+        stats
+    )
     assert stats["speedup"] > 0 and stats["quantized_bytes"] > 0
 
 
 def test_convenience_functions_detect_their_family() -> None:
-    assert quantize_super_resolution_model(_model("ESPCN").module, STATIC).descriptor.model_type == "super_resolution"
-    assert quantize_style_transfer_model(_model("TransformerNet").module, STATIC).descriptor.architecture == "TransformerNet"
-    q = quantize_interpolation_model(_model("IFNet").module, QuantizationConfig(QuantizationType.STATIC, input_size=(64, 64), calibration_samples=2))
+    assert (
+        quantize_super_resolution_model(_model("ESPCN").module, STATIC).descriptor.model_type
+        == "super_resolution"
+    )
+    assert (
+        quantize_style_transfer_model(_model("TransformerNet").module, STATIC).descriptor.architecture
+        == "TransformerNet"
+    )
+    q = quantize_interpolation_model(
+        _model("IFNet").module,
+        QuantizationConfig(QuantizationType.STATIC, input_size=(64, 64), calibration_samples=2),
+    )
     assert set(q.quality) == {"qdq", "qoperator"}  # measured and reported whatever the outcome

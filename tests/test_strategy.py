@@ -19,7 +19,9 @@ ALL = {"none", "onnx", "fp16", "bf16", "int8-dynamic", "int8-static", "tensorrt"
 
 def _described_gpu(tensorrt: bool, cuda_ep: bool) -> Hardware:
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_ep else ("CPUExecutionProvider",)
-    return Hardware(cuda=True, gpu_name="NVIDIA H200", capability=(9, 0), tensorrt=tensorrt, ort_providers=providers)
+    return Hardware(
+        cuda=True, gpu_name="NVIDIA H200", capability=(9, 0), tensorrt=tensorrt, ort_providers=providers
+    )
 
 
 def test_auto_on_a_cpu_measures_every_registered_candidate() -> None:

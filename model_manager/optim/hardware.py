@@ -58,7 +58,7 @@ def probe_hardware() -> Hardware:
         capability=cap,  # type: ignore[arg-type]
         tensorrt=importlib.util.find_spec("tensorrt") is not None,
         ort_providers=_ort_providers(),
-        cpu=_cpu_model(),
+        cpu=cpu_model(),
         cpu_flags=_cpu_flags(),
         cores=os.cpu_count() or 1,
     )
@@ -70,7 +70,8 @@ def _ort_providers() -> tuple[str, ...]:
     return tuple(onnxruntime.get_available_providers())
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else platform)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
