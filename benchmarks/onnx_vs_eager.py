@@ -51,7 +51,7 @@ def _time(fn: Any, label: str) -> BenchmarkResult:
 def measure(label: str, arch_id: str, hp: dict[str, Any], size: int, workdir: Path, threads: int) -> dict:
     lm = all_architectures()[arch_id].create(hp, seed=0)
     d = lm.descriptor
-    size = -(-size // d.size_multiple) * d.size_multiple
+    size, _ = d.fit_size(size, size)
     inputs = sample_batch(d, (size, size))
     export = ONNXExporter().export(
         lm.module, [torch.from_numpy(x) for x in inputs], workdir / "m.onnx", descriptor=d

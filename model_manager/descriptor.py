@@ -17,6 +17,11 @@ Dim = int | str
 PadMode = Literal["reflect", "replicate", "constant"]
 
 
+def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple``."""
+    return -(-value // multiple) * multiple
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output tensor: name, NCHW shape with named dynamic dims, dtype, value range."""
@@ -84,6 +89,17 @@ class ModelDescriptor:
         """The inputs that are images (padded and cropped together by the image-level call)."""
         return tuple(s for s in self.inputs if s.kind == "image")
 
+    def fit_size(self, height: int, width: int) -> tuple[int, int]:
+        """The nearest size the raw model accepts: at least ``size_min``, a multiple of ``size_multiple``."""
+        m = max(self.size_multiple, 1)
+        return round_up(max(height, self.size_min), m), round_up(max(width, self.size_min), m)
+
+    def opt_shape(self) -> tuple[int, int, int]:
+        """(batch, height, width) of the profile's opt shape: the size to export, calibrate and time at."""
+        opt = self.profile.opt if self.profile else {}
+        first = next((opt[s.name] for s in self.image_inputs if s.name in opt), (1, 3, 256, 256))
+        return int(first[0]), int(first[2]), int(first[3])
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output H, W for an input of H, W once the image-level call has padded and cropped."""
         return height * self.scale, width * self.scale
@@ -123,7 +139,7 @@ def image_profile(
     """
 
     def up(x: int) -> int:
-        return -(-x // multiple) * multiple
+        return round_up(x, multiple)
 
     def shapes(batch: int, size: int) -> dict[str, tuple[int, ...]]:
         out: dict[str, tuple[int, ...]] = {n: (batch, channels, up(size), up(size)) for n in names}

@@ -106,15 +106,14 @@ class OptimizedLoader:
         )
 
     def _settings(self, loaded: LoadedModel, the_plan: Plan) -> BuildSettings:
-        opt = loaded.descriptor.profile.opt if loaded.descriptor.profile else {}
-        first = next(iter(opt.values()), (1, 3, 256, 256))
+        batch, height, width = loaded.descriptor.opt_shape()
         return BuildSettings(
             device=the_plan.device,
             gates=self.config.quality.by_precision(),
             time_budget_s=self.config.auto_time_budget_s,
             num_threads=self.config.num_threads,
-            opt_size=(int(first[2]), int(first[3])),
-            opt_batch=int(first[0]),
+            opt_size=(height, width),
+            opt_batch=batch,
         )
 
     def _builder(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> Any:

@@ -76,9 +76,8 @@ class Candidate:
 
 def export_inputs(descriptor: ModelDescriptor, settings: BuildSettings) -> list[torch.Tensor]:
     """Real-photo inputs at the profile's opt shape (export and calibration size)."""
-    m = descriptor.size_multiple
-    h, w = (-(-s // m) * m for s in settings.opt_size)
-    return [torch.from_numpy(x) for x in sample_batch(descriptor, (h, w), settings.opt_batch)]
+    size = descriptor.fit_size(*settings.opt_size)
+    return [torch.from_numpy(x) for x in sample_batch(descriptor, size, settings.opt_batch)]
 
 
 def onnx_from_torch(

@@ -49,9 +49,8 @@ def _fp32_onnx(module: nn.Module, descriptor: ModelDescriptor, tmp: Path, settin
 
 
 def _calibration_size(descriptor: ModelDescriptor, settings: Any) -> tuple[int, int]:
-    m = descriptor.size_multiple
-    side = [min(s, max(CALIBRATION_MAX_SIDE, m)) for s in settings.opt_size]
-    return (-(-side[0] // m) * m, -(-side[1] // m) * m)
+    cap = max(CALIBRATION_MAX_SIDE, descriptor.size_multiple)
+    return descriptor.fit_size(*(min(s, cap) for s in settings.opt_size))
 
 
 def _static_builder(name: str) -> Callable[..., list[str]]:
@@ -96,8 +95,7 @@ def _example(descriptor: ModelDescriptor) -> list[Any]:
 
     from ..samples import sample_batch
 
-    side = -(-max(64, descriptor.size_min) // descriptor.size_multiple) * descriptor.size_multiple
-    return [torch.from_numpy(x) for x in sample_batch(descriptor, (side, side))]
+    return [torch.from_numpy(x) for x in sample_batch(descriptor, descriptor.fit_size(64, 64))]
 
 
 def _torch_int8_build(

@@ -348,9 +348,7 @@ def _export_family(
     from ..samples import sample_batch
 
     desc = descriptor or describe_module(model, model_type)
-    m = desc.size_multiple
-    size = (-(-input_size[0] // m) * m, -(-input_size[1] // m) * m)
-    dummy = [torch.from_numpy(x) for x in sample_batch(desc, size)]
+    dummy = [torch.from_numpy(x) for x in sample_batch(desc, desc.fit_size(*input_size))]
     return ONNXExporter(config).export(model, dummy, export_path, descriptor=desc)
 
 

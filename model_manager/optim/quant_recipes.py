@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from .quantize_onnx import StaticInt8Settings
 
+_IFNET = StaticInt8Settings(
+    method="percentile",
+    exclude_op_types=("GridSample", "Resize", "Sigmoid"),
+    exclude_nodes=("/block*/lastconv/*",),
+)
+
 RECIPES: dict[str, StaticInt8Settings] = {
     "SRVGGNetCompact": StaticInt8Settings(method="percentile"),
-    "IFNet": StaticInt8Settings(
-        method="percentile",
-        exclude_op_types=("GridSample", "Resize", "Sigmoid"),
-        exclude_nodes=("/block*/lastconv/*",),
-    ),
-    "IFNet-heavy": StaticInt8Settings(
-        method="percentile",
-        exclude_op_types=("GridSample", "Resize", "Sigmoid"),
-        exclude_nodes=("/block*/lastconv/*",),
-    ),
+    "IFNet": _IFNET,
+    "IFNet-heavy": _IFNET,
 }
 
 

@@ -342,9 +342,7 @@ class ModelQuantizer:
 
     # -- shared ---------------------------------------------------------------------------
     def _size(self, desc: ModelDescriptor) -> tuple[int, int]:
-        m = max(desc.size_multiple, 1)
-        h, w = (max(s, desc.size_min) for s in self.config.input_size)
-        return (-(-h // m) * m, -(-w // m) * m)
+        return desc.fit_size(*self.config.input_size)
 
     def _gate(self, precision: str) -> float:
         return self.config.min_psnr_db if self.config.min_psnr_db is not None else DEFAULT_GATES[precision]

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..descriptor import ModelDescriptor, TensorSpec
+from ..descriptor import ModelDescriptor, TensorSpec, round_up
 from ..samples import sample_batch
 
 # Verification grows H and W by at least this many pixels (rounded to the size multiple) and
@@ -61,6 +61,4 @@ def verification_inputs(
 
 
 def _other(size: int, multiple: int, factor: int) -> int:
-    step = max(multiple, _GROW)
-    step = -(-step // multiple) * multiple
-    return size + factor * step
+    return size + factor * round_up(max(multiple, _GROW), multiple)

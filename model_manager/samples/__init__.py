@@ -82,6 +82,5 @@ def _to_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
 
 def warmup_inputs(descriptor: ModelDescriptor) -> list[np.ndarray]:
     """Sample-photo inputs at the descriptor's profile opt shape (batch and size)."""
-    opt = descriptor.profile.opt if descriptor.profile else {}
-    first = next(iter(opt.values()), (1, 3, 256, 256))
-    return sample_batch(descriptor, (int(first[2]), int(first[3])), int(first[0]))
+    batch, height, width = descriptor.opt_shape()
+    return sample_batch(descriptor, (height, width), batch)
