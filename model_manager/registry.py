@@ -41,8 +41,10 @@ class WeightsSource:
     hint: str = ""
 
     def describe(self) -> str:
-        if self.kind in ("file", "package"):
-            return f"{self.kind}: {self.path}"
+        if self.kind == "package" and self.path is not None:
+            return f"shipped, trained here: {self.path.name}"
+        if self.kind == "file":
+            return f"file: {self.path}"
         if self.kind == "seeded":
             return f"seeded random init (seed {self.seed}), untrained"
         if self.kind == "required":

@@ -2,7 +2,7 @@
 
 Published models are listed with the configuration their files have; their weights are not
 shipped (no network here), so they load once the user registers the file they already have.
-The defaults are built from seeded weights until trained ones are shipped (the defaults issue).
+The embedded defaults are small models trained here (``defaults/``), shipped with model cards.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .defaults import DEFAULT_MODELS
 from .models import all_architectures
 from .registry import ModelEntry, WeightsSource
 
@@ -118,32 +119,16 @@ def builtin_entries() -> list[ModelEntry]:
 
 
 def default_entries() -> list[ModelEntry]:
-    """The embedded default of each type (seeded, untrained until trained weights ship)."""
-    seeded = WeightsSource("seeded", seed=0)
-    untrained = "untrained: seeded random weights until the trained default ships"
+    """The embedded defaults: small models trained here, weights shipped in the package."""
     return [
         _entry(
-            "super_resolution",
-            "espcn-x2",
-            "ESPCN",
-            weights=seeded,
-            default=True,
-            description=f"ESPCN x2 RGB (PyTorch examples layout); {untrained}",
-        ),
-        _entry(
-            "style_transfer",
-            "transformernet-seeded",
-            "TransformerNet",
-            weights=seeded,
-            default=True,
-            description=f"Johnson TransformerNet; {untrained}",
-        ),
-        _entry(
-            "interpolation",
-            "ifnet-lite-seeded",
-            "IFNet",
-            weights=seeded,
-            default=True,
-            description=f"RIFE 4.25 IFNet layout; {untrained}",
-        ),
+            spec.model_type,
+            spec.name,
+            spec.architecture,
+            spec.hyperparameters,
+            weights=WeightsSource("package", path=spec.weights_path()),
+            default=spec.default,
+            description=f"{spec.summary}; model card: defaults/cards/{spec.key}.md",
+        )
+        for spec in DEFAULT_MODELS
     ]
