@@ -16,14 +16,13 @@ import torch
 
 from model_manager.defaults import DEFAULT_MODELS, HELD_OUT
 from model_manager.defaults.evaluation import predict, task_example
-from model_manager.images import write_image
+from model_manager.images import from_batch, write_image
 from model_manager.registry import ModelRegistry
 
 
 def _pixels(x: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """(1,3,h,w) 0..1 -> HxWx3 uint8, nearest-resized to ``size`` (keeps SR pixels visible)."""
-    x = torch.nn.functional.interpolate(x, size=size, mode="nearest")
-    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    return from_batch(torch.nn.functional.interpolate(x, size=size, mode="nearest").numpy())[0]
 
 
 def gallery_row(spec, module, index: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..images import to_batch
 from ..optim.quality import psnr, ssim
 from ..samples import load_sample
 from .degrade import bicubic_upscale, crop_to_multiple, downscale, shave
@@ -44,7 +45,7 @@ class Score:
 
 def photo(name: str) -> torch.Tensor:
     """Shipped sample photo ``name`` as a (1,3,H,W) float 0..1 tensor."""
-    return torch.from_numpy(load_sample(name)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    return torch.from_numpy(to_batch(load_sample(name)))
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..images import to_batch
+
 #: scikit-image loader name -> licence, as its docstring states it.
 TRAINING_PHOTOS: dict[str, str] = {
     "camera": "CC0 (Lav Varshney)",
@@ -41,8 +43,7 @@ def load_training_photos(names: Sequence[str] = tuple(TRAINING_PHOTOS)) -> list[
         array = np.asarray(getattr(data, name)())
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
-        array = array[..., :3]
-        photos.append(torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float() / 255.0)
+        photos.append(torch.from_numpy(to_batch(np.ascontiguousarray(array[..., :3]))))
     return photos
 
 
