@@ -1,0 +1,6 @@
+"""Frame streams through a Runner: the async pipeline the video code uses, and tiled super-resolution."""
+
+from .frames import process_frames
+from .tiling import max_image_size, tiled_infer
+
+__all__ = ["max_image_size", "process_frames", "tiled_infer"]
