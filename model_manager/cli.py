@@ -43,13 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser("run", help="run a model on an image (sample:NAME for a shipped sample)")
+    p = sub.add_parser(
+        "run", help="run a model on an image or a folder of images (sample:NAME: a shipped photo)"
+    )
     p.add_argument("model_type")
     p.add_argument("name", help="model name, or 'default'")
-    p.add_argument("input", help="image path or sample:NAME (first frame for interpolation)")
-    p.add_argument("output", type=Path, help="output image path (PNG, JPEG, ...)")
+    p.add_argument("input", help="image, folder of images (a frame sequence), or sample:NAME")
+    p.add_argument("output", type=Path, help="output image path (PNG, JPEG, ...), or folder for a folder")
     p.add_argument("--second", help="second frame (interpolation), path or sample:NAME")
     p.add_argument("--timestep", type=float, default=0.5, help="interpolation time in 0..1")
+    p.add_argument("--factor", type=int, default=2, help="folder + interpolation: frame-rate multiplier")
+    p.add_argument("--batch-size", type=int, default=4, help="folder: frames per model call")
     p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
     p.add_argument(
         "--optimization",

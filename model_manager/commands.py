@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,48 @@ def _read(spec: str) -> np.ndarray:
     return read_image(spec)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """The folder's image files in name order; an error naming the folder when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InvalidInputError(f"expected image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}, found none")
+    return files
+
+
+async def run_folder(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    """Every image of a folder (a frame sequence for interpolation) through process_frames."""
+    from tqdm import tqdm
+
+    from .video import process_frames
+
+    files = _folder_images(Path(args.input))
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    async with ModelManager(config) as manager:
+        if args.checkpoint is not None:
+            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
+        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        frames = (read_image(f) for f in files)
+        written: list[str] = []
+        with tqdm(desc=f"{args.model_type}/{args.name}", unit="frame", disable=args.json) as bar:
+            async for frame in process_frames(runner, frames, batch_size=args.batch_size, factor=args.factor):
+                written.append(str(write_image(out_dir / f"{len(written):06d}.png", frame)))
+                bar.update()
+        return {
+            "input": args.input,
+            "output": str(out_dir),
+            "frames_in": len(files),
+            "frames_out": len(written),
+            "runner": runner.info.to_dict(),
+        }
+
+
 async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    if Path(args.input).is_dir():
+        return await run_folder(args, config)
     frames = [_read(args.input)]  # read and check the inputs before any build starts
     if args.model_type == "interpolation":
         if args.second is None:
@@ -86,11 +128,14 @@ def format_text(command: str, result: Any) -> str:
         )
     if command == "run":
         info = result["runner"]
-        return (
-            f"wrote {result['output']} ({result['output_size'][1]}x{result['output_size'][0]}) "
-            f"with {info['model_type']}/{info['name']} [{info['strategy']}, {info['backend']}, "
-            f"{info['device']}]"
-        )
+        backend = f"[{info['strategy']}, {info['backend']}, {info['device']}]"
+        used = f"with {info['model_type']}/{info['name']} {backend}"
+        if "frames_out" in result:
+            return (
+                f"wrote {result['frames_out']} frames ({result['frames_in']} in) to {result['output']} {used}"
+            )
+        size = f"{result['output_size'][1]}x{result['output_size'][0]}"
+        return f"wrote {result['output']} ({size}) {used}"
     return str(result)
 
 

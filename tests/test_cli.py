@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from model_manager.cli import main
-from model_manager.images import read_image
+from model_manager.images import read_image, write_image
 from model_manager.models import all_architectures
 from model_manager.samples import load_sample
 
@@ -166,3 +167,39 @@ def test_cache_commands(
     with pytest.raises(SystemExit) as info:
         main(["cache", "prune", "--max-size", "lots"])
     assert info.value.code == 2
+
+
+def _frame_folder(folder: Path, count: int, size: int = 64) -> Path:
+    """``count`` crops of a real photo panning right, saved as PNGs."""
+    folder.mkdir()
+    photo = load_sample("astronaut")
+    for k in range(count):
+        write_image(
+            folder / f"f{k}.png", np.ascontiguousarray(photo[30 : 30 + size, 10 + 4 * k : 10 + 4 * k + size])
+        )
+    return folder
+
+
+def test_run_super_resolves_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _frame_folder(tmp_path / "in", 3)
+    argv = ["run", "super_resolution", "default", str(src), str(tmp_path / "out"), "--optimization", "none"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["frames_in"], result["frames_out"]) == (3, 3)
+    outputs = sorted((tmp_path / "out").glob("*.png"))
+    assert len(outputs) == 3 and all(read_image(p).shape == (128, 128, 3) for p in outputs)
+
+
+def test_run_interpolates_a_folder_by_the_factor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _frame_folder(tmp_path / "in", 3)
+    argv = ["run", "interpolation", "default", str(src), str(tmp_path / "out"), "--optimization", "none"]
+    assert main([*argv, "--factor", "3"]) == 0
+    assert "wrote 7 frames (3 in)" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").glob("*.png"))) == 7
+
+
+def test_run_on_a_folder_without_images_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "super_resolution", "default", str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "expected image files" in err and "found none" in err and "Traceback" not in err
