@@ -32,6 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("demo", help="build auto for a default model, measure it against FP32, process a clip")
+    p.add_argument("--type", dest="model_type", default="super_resolution", help="model type (default SR)")
+    p.add_argument("--name", default="default", help="model name (default: the type's default)")
+    p.add_argument("--optimization", default="auto", help="strategy (default auto)")
+    p.add_argument(
+        "--out", type=Path, default=Path("model_manager_demo"), help="folder for the clip and result"
+    )
+    p.add_argument("--frames", type=int, default=24, help="clip length in frames (default 24)")
+    p.add_argument("--size", type=int, default=128, help="clip frame size in pixels (default 128)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     p = sub.add_parser("list", help="registered models with their descriptors")
     p.add_argument("--type", dest="model_type", help="only this model type")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -48,12 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model_type")
     p.add_argument("name", help="model name, or 'default'")
-    p.add_argument("input", help="image, folder of images (a frame sequence), or sample:NAME")
-    p.add_argument("output", type=Path, help="output image path (PNG, JPEG, ...), or folder for a folder")
+    p.add_argument("input", help="image, folder of images, video file (.mp4 ...), or sample:NAME")
+    p.add_argument(
+        "output", type=Path, help="output image, folder (for a folder) or video file (for a video)"
+    )
     p.add_argument("--second", help="second frame (interpolation), path or sample:NAME")
     p.add_argument("--timestep", type=float, default=0.5, help="interpolation time in 0..1")
-    p.add_argument("--factor", type=int, default=2, help="folder + interpolation: frame-rate multiplier")
-    p.add_argument("--batch-size", type=int, default=4, help="folder: frames per model call")
+    p.add_argument(
+        "--factor", type=int, default=2, help="interpolation of a folder or video: frame-rate multiplier"
+    )
+    p.add_argument("--batch-size", type=int, default=4, help="folder or video: frames per model call")
     p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
     p.add_argument(
         "--optimization",
@@ -79,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    from .commands import inspect_checkpoint, list_models, list_samples, run_image
+    from .commands import demo, inspect_checkpoint, list_models, list_samples, run_image
 
     config = ModelConfig.from_env()
     if args.command == "cache":
@@ -96,6 +111,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         "samples": list_samples,
         "inspect": inspect_checkpoint,
         "run": run_image,
+        "demo": demo,
     }
     started = time.perf_counter()
     result = await handlers[args.command](args, config)

@@ -84,9 +84,46 @@ async def run_folder(args: argparse.Namespace, config: ModelConfig) -> dict[str,
         }
 
 
+async def run_video(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    """A video file through process_frames; audio carried over, frame rate times --factor."""
+    from tqdm import tqdm
+
+    from .video import process_frames
+    from .video.io import VideoWriter, probe_video, read_frames
+
+    info = probe_video(args.input)  # a clear error before any build starts
+    async with ModelManager(config) as manager:
+        if args.checkpoint is not None:
+            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
+        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        factor = args.factor if args.model_type == "interpolation" else 1
+        total = (info.frames - 1) * factor + 1 if factor > 1 else info.frames
+        with (
+            VideoWriter(args.output, info.fps * factor, audio_from=args.input) as writer,
+            tqdm(total=total, desc=f"{args.model_type}/{args.name}", unit="frame", disable=args.json) as bar,
+        ):
+            frames = read_frames(args.input)
+            async for frame in process_frames(runner, frames, batch_size=args.batch_size, factor=args.factor):
+                writer.write(frame)
+                bar.update()
+        return {
+            "input": args.input,
+            "output": str(args.output),
+            "frames_in": info.frames,
+            "frames_out": writer.frames,
+            "fps": float(info.fps * factor),
+            "audio": info.has_audio,
+            "runner": runner.info.to_dict(),
+        }
+
+
 async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    from .video.io import is_video
+
     if Path(args.input).is_dir():
         return await run_folder(args, config)
+    if is_video(args.input):
+        return await run_video(args, config)
     frames = [_read(args.input)]  # read and check the inputs before any build starts
     if args.model_type == "interpolation":
         if args.second is None:
@@ -114,8 +151,22 @@ async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
         }
 
 
+async def demo(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    from .demo import run_demo
+
+    if args.frames < 2 or args.size < 16:
+        raise InvalidInputError(f"expected --frames >= 2 and --size >= 16, got {args.frames} and {args.size}")
+    return await run_demo(
+        config, args.out, args.model_type, args.name, args.optimization, args.frames, args.size, not args.json
+    )
+
+
 def format_text(command: str, result: Any) -> str:
     """Human-readable rendering of a command's result."""
+    if command == "demo":
+        from .demo import format_demo
+
+        return format_demo(result)
     if command == "list":
         return _models_table(result)
     if command == "samples":

@@ -1,4 +1,4 @@
-"""Frame streams through a Runner: the async pipeline the video code uses, and tiled super-resolution."""
+"""Frame streams through a Runner: the async pipeline, tiled super-resolution, video files (PyAV)."""
 
 from .frames import process_frames
 from .tiling import max_image_size, tiled_infer
