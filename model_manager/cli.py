@@ -24,12 +24,21 @@ from .optimization import Optimization
 log = logging.getLogger("model_manager.cli")
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (or one number for a square) -> (H, W); an argparse usage error otherwise (exit 2)."""
+    parts = text.lower().split("x")
+    if len(parts) > 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected HxW with positive integers (e.g. 256x256), got {text!r}")
+    return int(parts[0]), int(parts[-1])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-manager", description="Fast, verified inference for image and video models."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="build auto for a default model, measure it against FP32, process a clip")
@@ -41,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--frames", type=int, default=24, help="clip length in frames (default 24)")
     p.add_argument("--size", type=int, default=128, help="clip frame size in pixels (default 128)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = sub.add_parser("bench", help="every strategy on this machine against eager FP32 (nothing cached)")
+    p.add_argument("model_type")
+    p.add_argument("name", help="model name, or 'default'")
+    p.add_argument("--optimization", default="auto", help="auto (every candidate) or one strategy")
+    p.add_argument("--size", type=parse_size, help="input HxW (default: the model's opt shape, 256x256)")
+    p.add_argument("--plot", type=Path, help="also write a bar chart (PNG) here; needs matplotlib")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("list", help="registered models with their descriptors")
@@ -55,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser(
-        "run", help="run a model on an image or a folder of images (sample:NAME: a shipped photo)"
+        "run", help="run a model on an image, a folder of images or a video"
     )
     p.add_argument("model_type")
     p.add_argument("name", help="model name, or 'default'")
@@ -84,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    level = (
+        logging.ERROR if args.quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(asyncio.run(_dispatch(args)) or 0)
@@ -94,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    from .bench_command import bench
     from .commands import demo, inspect_checkpoint, list_models, list_samples, run_image
 
     config = ModelConfig.from_env()
@@ -112,6 +132,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         "inspect": inspect_checkpoint,
         "run": run_image,
         "demo": demo,
+        "bench": bench,
     }
     started = time.perf_counter()
     result = await handlers[args.command](args, config)

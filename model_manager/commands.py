@@ -167,6 +167,10 @@ def format_text(command: str, result: Any) -> str:
         from .demo import format_demo
 
         return format_demo(result)
+    if command == "bench":
+        from .bench_command import format_bench
+
+        return format_bench(result)
     if command == "list":
         return _models_table(result)
     if command == "samples":

@@ -126,6 +126,22 @@ class ModelManager:
             self._pool[key] = runner
         return runner
 
+    async def benchmark_strategies(
+        self,
+        model_type: str,
+        name: str,
+        optimization: str | Optimization = "auto",
+        size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """Every candidate of ``optimization`` built, checked against FP32 and timed with eager FP32.
+
+        Nothing is cached or served; this is what ``auto`` would decide at ``size`` (default: the
+        profile's opt shape), with each candidate's median / p90, speedup, PSNR and size on disk.
+        """
+        self._check_open()
+        entry = self._entry(model_type, name)
+        return await self._loader.measure(entry, Optimization.parse(optimization), size)
+
     async def warmup(
         self, specs: Iterable[tuple[str, str, str]], concurrency: int | None = None
     ) -> list[Runner]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,32 @@ class OptimizedLoader:
         key = await asyncio.to_thread(self._key, entry, loaded, the_plan)
         cached = await self.cache.get_or_build(key, self._builder(entry, loaded, the_plan))
         return await asyncio.to_thread(self._open, entry, loaded, the_plan, cached)  # off the event loop
+
+    async def measure(
+        self, entry: ModelEntry, requested: Optimization, size: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Build, check and time every candidate of the plan (and eager FP32) without caching.
+
+        What ``auto`` decides, with every candidate's numbers; for ``model-manager bench``.
+        """
+        import tempfile
+
+        the_plan = self.plan_for(requested)
+        loaded = await asyncio.to_thread(entry.load)
+        settings = self._settings(loaded, the_plan)
+        if size is not None:
+            settings = replace(settings, opt_size=loaded.descriptor.fit_size(*size))
+        with tempfile.TemporaryDirectory(prefix="model_manager_bench_") as tmp:
+            out = await asyncio.to_thread(
+                build_plan, loaded.module, loaded.descriptor, the_plan, Path(tmp), settings
+            )
+        return {
+            "model": f"{entry.model_type}/{entry.name}",
+            "optimization": the_plan.requested,
+            "input": out.benchmark["input"],
+            "decision": out.decision,
+            "machine": out.benchmark["machine"],
+        }
 
     def _eager(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> Runner:
         info = RunnerInfo(

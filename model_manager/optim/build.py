@@ -55,6 +55,8 @@ def build_plan(
         )
         if runner is not None:
             runners[name] = runner
+        if files[name]:
+            results[name].size_bytes = sum((folder / f).stat().st_size for f in files[name])
     progress(f"[{len(names) + 1}/{len(names) + 1}] timing {', '.join(runners)} (interleaved)")
     _time_together(runners, results, inputs, settings)
     decision = choose(list(results.values())) if plan.measured else _single(plan, results)

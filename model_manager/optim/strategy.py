@@ -108,6 +108,8 @@ class CandidateResult:
     error: str | None = None
     speedup: float | None = None
     build_seconds: float | None = None
+    #: Bytes of the candidate's artifact files on disk (None: nothing on disk, e.g. eager / BF16).
+    size_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,89 @@
+"""``model-manager bench``: every strategy on this machine against eager FP32, as a table, JSON or a plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .config import ModelConfig
+from .errors import BackendUnavailableError
+from .manager import ModelManager
+from .optim.benchmark import format_table
+
+HEADER = [
+    "strategy",
+    "median ms",
+    "p90 ms",
+    "vs eager FP32",
+    "size on disk",
+    "PSNR dB",
+    "gate",
+    "build s",
+    "",
+]
+
+
+async def bench(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    async with ModelManager(config) as manager:
+        result = await manager.benchmark_strategies(args.model_type, args.name, args.optimization, args.size)
+    if args.plot is not None:
+        result["plot"] = str(plot(result, args.plot))
+    return result
+
+
+def rows(result: dict[str, Any]) -> list[list[str]]:
+    """One row per candidate: the numbers, the gate verdict, and which one ``auto`` serves."""
+    decision = result["decision"]
+    out = []
+    for c in decision["candidates"]:
+        served = "<- served" if c["name"] == decision["chosen"] else ""
+        if c["error"]:
+            out.append([c["name"], "-", "-", "-", "-", "-", f"error: {c['error'][:50]}", "-", ""])
+            continue
+        size = "-" if c.get("size_bytes") is None else f"{c['size_bytes'] / 1e6:.2f} MB"
+        gate = "pass" if c["passed"] else f"FAIL (<{c['min_psnr_db']:.0f})"
+        out.append(
+            [
+                c["name"],
+                f"{c['median_ms']:.2f}",
+                f"{c['p90_ms']:.2f}",
+                f"{c['speedup']:.2f}x",
+                size,
+                f"{c['psnr_db']:.1f}",
+                gate,
+                f"{c['build_seconds'] or 0:.1f}",
+                served,
+            ]
+        )
+    return out
+
+
+def format_bench(result: dict[str, Any]) -> str:
+    shape = " + ".join("x".join(str(d) for d in s) for s in result["input"])
+    m = result["machine"]
+    machine = f"{m.get('cpu')} ({m.get('torch_threads')} threads)"
+    head = f"{result['model']} [{result['optimization']}] input {shape} on {machine}"
+    tail = f"served: {result['decision']['chosen']}: {result['decision']['reason']}"
+    return "\n".join([head, format_table(rows(result), HEADER), tail])
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """A bar chart of median latency per strategy (matplotlib, from the ``plot`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise BackendUnavailableError("--plot needs matplotlib: pip install 'model_manager[plot]'") from exc
+    cands = [c for c in result["decision"]["candidates"] if c["median_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    colours = ["tab:green" if c["passed"] else "tab:gray" for c in cands]
+    ax.barh([c["name"] for c in cands], [c["median_ms"] for c in cands], color=colours)
+    ax.set_xlabel("median latency, ms (grey: failed its quality gate)")
+    ax.set_title(f"{result['model']}: {result['decision']['chosen']} served")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
