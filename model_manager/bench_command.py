@@ -6,10 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import ModelConfig
 from .errors import BackendUnavailableError
+from .images import from_batch, write_image
 from .manager import ModelManager
 from .optim.benchmark import format_table
+from .runners.base import Runner
+from .samples import sample_batch
 
 HEADER = [
     "strategy",
@@ -27,6 +32,11 @@ HEADER = [
 async def bench(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     async with ModelManager(config) as manager:
         result = await manager.benchmark_strategies(args.model_type, args.name, args.optimization, args.size)
+        if args.compare is not None:
+            chosen = result["decision"]["chosen"]
+            eager = await manager.load_optimized_model(args.model_type, args.name, "none")
+            served = await manager.load_optimized_model(args.model_type, args.name, chosen)
+            result["compare"] = str(compare_grid(eager, served, args.size or (256, 256), args.compare))
     if args.plot is not None:
         result["plot"] = str(plot(result, args.plot))
     return result
@@ -66,6 +76,20 @@ def format_bench(result: dict[str, Any]) -> str:
     head = f"{result['model']} [{result['optimization']}] input {shape} on {machine}"
     tail = f"served: {result['decision']['chosen']}: {result['decision']['reason']}"
     return "\n".join([head, format_table(rows(result), HEADER), tail])
+
+
+def compare_grid(eager: Runner, served: Runner, size: tuple[int, int], path: Path) -> Path:
+    """Input | FP32 output | optimized output | |difference| x 10, on a real sample photo."""
+    inputs = sample_batch(eager.descriptor, size)
+    out_range = eager.descriptor.output.value_range
+    reference, candidate = eager(*inputs), served(*inputs)
+    lo, hi = out_range
+    diff = np.clip(np.abs(candidate - reference) * 10.0 + lo, lo, hi)
+    pictures = [from_batch(inputs[0], eager.input_spec[0].value_range)[0]]
+    pictures += [from_batch(x, out_range)[0] for x in (reference, candidate, diff)]
+    height = max(p.shape[0] for p in pictures)
+    padded = [np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in pictures]
+    return write_image(path, np.concatenate(padded, axis=1))
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

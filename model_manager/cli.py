@@ -52,12 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="clip frame size in pixels (default 128)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    p = sub.add_parser("optimize", help="build (or load from the cache) a model's optimized artifact")
+    p.add_argument("model_type")
+    p.add_argument("name", help="model name, or 'default'")
+    p.add_argument("--optimization", default="auto", help="strategy (default auto)")
+    p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
     p = sub.add_parser("bench", help="every strategy on this machine against eager FP32 (nothing cached)")
     p.add_argument("model_type")
     p.add_argument("name", help="model name, or 'default'")
     p.add_argument("--optimization", default="auto", help="auto (every candidate) or one strategy")
     p.add_argument("--size", type=parse_size, help="input HxW (default: the model's opt shape, 256x256)")
     p.add_argument("--plot", type=Path, help="also write a bar chart (PNG) here; needs matplotlib")
+    p.add_argument("--compare", type=Path, help="also write input | FP32 | served | difference x10 (PNG)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("list", help="registered models with their descriptors")
@@ -71,9 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = sub.add_parser(
-        "run", help="run a model on an image, a folder of images or a video"
-    )
+    p = sub.add_parser("run", help="run a model on an image, a folder of images or a video")
     p.add_argument("model_type")
     p.add_argument("name", help="model name, or 'default'")
     p.add_argument("input", help="image, folder of images, video file (.mp4 ...), or sample:NAME")
@@ -114,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     from .bench_command import bench
-    from .commands import demo, inspect_checkpoint, list_models, list_samples, run_image
+    from .commands import demo, inspect_checkpoint, list_models, list_samples, optimize, run_image
 
     config = ModelConfig.from_env()
     if args.command == "cache":
@@ -133,6 +139,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         "run": run_image,
         "demo": demo,
         "bench": bench,
+        "optimize": optimize,
     }
     started = time.perf_counter()
     result = await handlers[args.command](args, config)

@@ -151,6 +151,15 @@ async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
         }
 
 
+async def optimize(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
+    """Build (first time) or load (cache hit) the artifact; what was chosen, why, and where it lives."""
+    async with ModelManager(config) as manager:
+        if args.checkpoint is not None:
+            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
+        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        return runner.info.to_dict()
+
+
 async def demo(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     from .demo import run_demo
 
@@ -167,6 +176,13 @@ def format_text(command: str, result: Any) -> str:
         from .demo import format_demo
 
         return format_demo(result)
+    if command == "optimize":
+        reason = result["decision"].get("reason", "asked for it")
+        cache = {True: "cache hit", False: "built and stored", None: "not cached"}[result["cache_hit"]]
+        return (
+            f"{result['model_type']}/{result['name']}: {result['strategy']} ({result['backend']}, "
+            f"{result['precision']}), {cache}\n{reason}\n{result['artifact_path'] or ''}"
+        ).rstrip()
     if command == "bench":
         from .bench_command import format_bench
 

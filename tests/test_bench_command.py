@@ -40,11 +40,37 @@ def test_bench_json_has_every_candidate_with_every_field(
     assert read_image(plot).ndim == 3 and not list((tmp_path / "cache").glob("**/manifest.json"))
 
 
-def test_bench_table_for_one_strategy(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "style_transfer", "default", "--optimization", "onnx", "--size", "64"]) == 0
+def test_bench_table_for_one_strategy_with_a_comparison_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tmp_path / "compare.png"
+    argv = [
+        "bench",
+        "style_transfer",
+        "default",
+        "--optimization",
+        "onnx",
+        "--size",
+        "64",
+        "--compare",
+        str(grid),
+    ]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "style_transfer/sketch [onnx] input 1x3x64x64" in out
     assert "| onnx " in out and "| none " in out and "served: onnx" in out
+    picture = read_image(grid)  # input | FP32 | onnx | difference x10, each 64 wide plus a 4-pixel gap
+    assert picture.shape == (64, 4 * 68, 3)
+    assert picture[:, 3 * 68 : 3 * 68 + 64].mean() < 20  # ONNX matches FP32: a near-black difference
+
+
+def test_optimize_builds_then_hits_the_cache(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["optimize", "super_resolution", "default", "--optimization", "onnx", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["strategy"], first["cache_hit"]) == ("onnx", False)
+    assert main(argv[:-1]) == 0
+    assert "onnx (onnxruntime, fp32), cache hit" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("size", ["64x", "x64", "0x64", "64x64x3", "big"])
