@@ -13,6 +13,7 @@ from .config import ModelConfig
 from .errors import InvalidInputError
 from .images import from_batch, read_image, to_batch, write_image
 from .manager import ModelManager
+from .runners import Runner
 from .samples import SAMPLE_NAMES, sample_path
 
 
@@ -45,6 +46,13 @@ def _read(spec: str) -> np.ndarray:
     return read_image(spec)
 
 
+async def _load_runner(manager: ModelManager, args: argparse.Namespace) -> Runner:
+    """The command's runner: ``--checkpoint`` registered under NAME first, then the optimization loaded."""
+    if args.checkpoint is not None:
+        await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
+    return await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -66,9 +74,7 @@ async def run_folder(args: argparse.Namespace, config: ModelConfig) -> dict[str,
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     async with ModelManager(config) as manager:
-        if args.checkpoint is not None:
-            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
-        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        runner = await _load_runner(manager, args)
         frames = (read_image(f) for f in files)
         written: list[str] = []
         with tqdm(desc=f"{args.model_type}/{args.name}", unit="frame", disable=args.json) as bar:
@@ -93,9 +99,7 @@ async def run_video(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
 
     info = probe_video(args.input)  # a clear error before any build starts
     async with ModelManager(config) as manager:
-        if args.checkpoint is not None:
-            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
-        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        runner = await _load_runner(manager, args)
         factor = args.factor if args.model_type == "interpolation" else 1
         total = (info.frames - 1) * factor + 1 if factor > 1 else info.frames
         with (
@@ -132,9 +136,7 @@ async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
             raise InvalidInputError(f"expected --timestep in 0..1, got {args.timestep}")
         frames.append(_read(args.second))
     async with ModelManager(config) as manager:
-        if args.checkpoint is not None:
-            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
-        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        runner = await _load_runner(manager, args)
         spec = runner.input_spec[0]
         inputs = [to_batch(f, spec.value_range) for f in frames]
         if args.model_type == "interpolation":
@@ -154,9 +156,7 @@ async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
 async def optimize(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     """Build (first time) or load (cache hit) the artifact; what was chosen, why, and where it lives."""
     async with ModelManager(config) as manager:
-        if args.checkpoint is not None:
-            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
-        runner = await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+        runner = await _load_runner(manager, args)
         return runner.info.to_dict()
 
 
