@@ -32,6 +32,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[-1])
 
 
+def _model_arguments(p: argparse.ArgumentParser, optimization_help: str) -> None:
+    """TYPE NAME [--optimization auto]: the model a command works on."""
+    p.add_argument("model_type")
+    p.add_argument("name", help="model name, or 'default'")
+    p.add_argument("--optimization", default="auto", help=optimization_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="model-manager", description="Fast, verified inference for image and video models."
@@ -53,16 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("optimize", help="build (or load from the cache) a model's optimized artifact")
-    p.add_argument("model_type")
-    p.add_argument("name", help="model name, or 'default'")
-    p.add_argument("--optimization", default="auto", help="strategy (default auto)")
+    _model_arguments(p, "strategy (default auto)")
     p.add_argument("--checkpoint", type=Path, help="register this checkpoint under NAME first")
     p.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
     p = sub.add_parser("bench", help="every strategy on this machine against eager FP32 (nothing cached)")
-    p.add_argument("model_type")
-    p.add_argument("name", help="model name, or 'default'")
-    p.add_argument("--optimization", default="auto", help="auto (every candidate) or one strategy")
+    _model_arguments(p, "auto (every candidate) or one strategy")
     p.add_argument("--size", type=parse_size, help="input HxW (default: the model's opt shape, 256x256)")
     p.add_argument("--plot", type=Path, help="also write a bar chart (PNG) here; needs matplotlib")
     p.add_argument("--compare", type=Path, help="also write input | FP32 | served | difference x10 (PNG)")

@@ -404,16 +404,7 @@ def prepare_qat(
     _use_engine(engine)
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    with _quiet():
-        try:
-            prepared = prepare_qat_fx(
-                copy.deepcopy(module).train(),
-                _qconfig_mapping(engine, qat=True, keep_float=keep_float),
-                example,
-                backend_config=_backend_config(engine),
-            )
-        except Exception as exc:
-            raise _build_error("preparing for QAT", module, exc) from exc
+    prepared = _fx_prepare(prepare_qat_fx, module, example, engine, keep_float, qat=True)
     prepared.meta["quantize_torch_backend"] = engine
     return prepared
 
@@ -559,16 +550,24 @@ def prepare_static(
     engine = _resolve_backend(backend)
     _use_engine(engine)
     example = _as_inputs(example_inputs, "example_inputs")
+    return _fx_prepare(prepare_fx, module, example, engine, keep_float, qat=False)
+
+
+def _fx_prepare(
+    prepare: Any, module: nn.Module, example: Any, engine: str, keep_float: Sequence[FloatOp], *, qat: bool
+) -> Any:
+    """FX-prepare a train (QAT) or eval (PTQ) copy of ``module``; a build error naming the step."""
     with _quiet():
         try:
-            return prepare_fx(
-                copy.deepcopy(module).eval(),
-                _qconfig_mapping(engine, qat=False, keep_float=keep_float),
+            return prepare(
+                copy.deepcopy(module).train(qat),
+                _qconfig_mapping(engine, qat=qat, keep_float=keep_float),
                 example,
                 backend_config=_backend_config(engine),
             )
         except Exception as exc:
-            raise _build_error("tracing and inserting observers", module, exc) from exc
+            step = "preparing for QAT" if qat else "tracing and inserting observers"
+            raise _build_error(step, module, exc) from exc
 
 
 def calibrate_observed(prepared: nn.Module, batches: Iterable[Inputs], arity: int) -> dict[str, torch.Tensor]:

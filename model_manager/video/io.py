@@ -92,7 +92,7 @@ class VideoWriter:
     """Encode RGB frames to ``path`` at ``fps``; on close, copy the audio of ``audio_from`` in."""
 
     def __init__(self, path: str | Path, fps: Fraction, audio_from: str | Path | None = None) -> None:
-        av = _av()
+        av = self._av_module = _av()
         self.path = Path(path)
         self._container = av.open(str(self.path), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -118,7 +118,7 @@ class VideoWriter:
                 )
             self._video.width, self._video.height = frame.shape[1], frame.shape[0]
             self._started = True
-        packets = self._video.encode(_av().VideoFrame.from_ndarray(frame, format="rgb24"))
+        packets = self._video.encode(self._av_module.VideoFrame.from_ndarray(frame, format="rgb24"))
         self._container.mux(packets)
         self.frames += 1
 
