@@ -13,6 +13,7 @@ import pytest
 _HERE = Path(__file__).parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     full = "reliability" in (config.getoption("-m") or "")
     skip = pytest.mark.skip(reason="long reliability scenario: run with `pytest -m reliability`")
