@@ -23,6 +23,7 @@ from ..errors import EngineBuildError, ModelManagerError, QualityGateError
 from ..runners import Runner, RunnerInfo, TorchRunner
 from .benchmark import benchmark_interleaved, machine_info
 from .candidates import CANDIDATES, BuildSettings, OpenRequest, export_inputs
+from .progress import reporting, step
 from .quality import compare
 from .strategy import BASELINE, CandidateResult, Decision, Plan, choose, gate_for
 
@@ -49,10 +50,12 @@ def build_plan(
     files: dict[str, list[str]] = {}
     runners: dict[str, Runner] = {}
     for i, name in enumerate(names, 1):
-        progress(f"[{i}/{len(names) + 1}] {name}: build and check against FP32")
-        results[name], files[name], runner = _build_and_check(
-            name, module, descriptor, folder, settings, inputs, reference
-        )
+        prefix = f"[{i}/{len(names) + 1}] {name}"
+        progress(f"{prefix}: build and check against FP32")
+        with reporting(lambda message, prefix=prefix: progress(f"{prefix}: {message}")):
+            results[name], files[name], runner = _build_and_check(
+                name, module, descriptor, folder, settings, inputs, reference
+            )
         if runner is not None:
             runners[name] = runner
         if files[name]:
@@ -108,6 +111,7 @@ def _build_and_check(
         req = OpenRequest(
             folder, files, module, descriptor, _info(descriptor, name), settings.device, settings.num_threads
         )
+        step("open and compare with FP32 on sample photos")
         runner = cand.open(req)
         q = compare(reference, runner(*inputs), descriptor.output.value_range)
         result.psnr_db, result.max_abs_error = q.psnr_db, q.max_abs_error

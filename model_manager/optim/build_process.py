@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from torch import nn
 
 from ..cache import BuildOutput
 from ..errors import EngineBuildError, QualityGateError
+from ..models import all_architectures
 from .candidates import BuildSettings
 from .strategy import Plan
 
@@ -48,6 +50,8 @@ async def build_in_subprocess(
         await asyncio.to_thread(save_file, state, str(weights))
         request = {
             "architecture": architecture,
+            "architecture_module": type(all_architectures()[architecture]).__module__,
+            "parent_pid": os.getpid(),
             "hyperparameters": hyperparameters,
             "weights_path": str(weights),
             "out_dir": str(out_dir),

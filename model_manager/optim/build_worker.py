@@ -4,11 +4,19 @@ Builds run here, not in the application: a crash inside a native builder (export
 TensorRT) kills this process, and the application gets an EngineBuildError instead of dying.
 Candidates are also timed here, in a process that has done nothing else. Progress goes to
 stdout as JSON lines; the result (or the error) to the path the request names.
+
+The worker dies with its parent (Linux ``PR_SET_PDEATHSIG``): an application killed mid-build
+leaves no orphan still writing into the cache. Architectures registered outside this package
+(a plugin module) are imported by the module name the parent sends.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import json
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -28,6 +36,16 @@ def _progress(message: str) -> None:
     print(json.dumps({"progress": message}), flush=True)
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies; exit if it already has."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run(request: dict[str, Any]) -> dict[str, Any]:
     """Rebuild the FP32 module from its weights file and build the plan's candidates."""
     from safetensors.torch import load_file
@@ -35,6 +53,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     settings = BuildSettings.from_dict(request["settings"])
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
+    module_name = request.get("architecture_module")
+    if module_name and request["architecture"] not in all_architectures():
+        importlib.import_module(module_name)  # a plugin architecture registers itself on import
     arch = all_architectures()[request["architecture"]]
     hp = request["hyperparameters"]
     module = arch.build(**hp)
@@ -57,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m model_manager.optim.build_worker REQUEST.json", file=sys.stderr)
         return 64
     request = json.loads(Path(args[0]).read_text())
+    if "parent_pid" in request:
+        die_with_parent(int(request["parent_pid"]))
     result_path = Path(request["result_path"])
     try:
         result = run(request)

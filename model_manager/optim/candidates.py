@@ -19,6 +19,7 @@ from ..descriptor import ModelDescriptor
 from ..runners import OrtRunner, Runner, RunnerInfo, TorchRunner
 from ..samples import sample_batch
 from .onnx_export import DEFAULT_OPSET, ONNXExportConfig, ONNXExporter
+from .progress import step
 
 ONNX_FILE = "model.onnx"
 
@@ -84,6 +85,7 @@ def onnx_from_torch(
     module: nn.Module, descriptor: ModelDescriptor, folder: Path, settings: BuildSettings
 ) -> list[str]:
     """FP32 ONNX with dynamic batch / H / W, verified against PyTorch at another size."""
+    step("export FP32 ONNX and verify it at another size")
     report = ONNXExporter(ONNXExportConfig(opset=settings.opset)).export(
         module, export_inputs(descriptor, settings), folder / ONNX_FILE, descriptor=descriptor
     )

@@ -17,6 +17,7 @@ from ..descriptor import ModelDescriptor
 from ..runners import OrtRunner, Runner
 from .calibration import ArrayCalibrationReader, sample_calibration_set
 from .onnx_export import ONNXExportConfig, ONNXExporter
+from .progress import step
 from .quant_recipes import recipe_for
 from .quantize_onnx import (
     dynamic_int8_from_onnx,
@@ -41,6 +42,7 @@ def _fp32_onnx(module: nn.Module, descriptor: ModelDescriptor, tmp: Path, settin
     """A verified FP32 export, pre-processed for quantization, in a scratch folder."""
     from .candidates import export_inputs
 
+    step("export FP32 ONNX")
     raw = tmp / "fp32.onnx"
     ONNXExporter(ONNXExportConfig(opset=settings.opset)).export(
         module, export_inputs(descriptor, settings), raw, descriptor=descriptor
@@ -62,10 +64,12 @@ def _static_builder(name: str) -> Callable[..., list[str]]:
             source = _fp32_onnx(module, descriptor, Path(tmp), settings)
             ranges = folder / RANGES_FILE
             if not ranges.exists():  # one calibration serves both static formats
+                step(f"calibrate activation ranges ({recipe.method}, {CALIBRATION_SAMPLES} photo crops)")
                 data = sample_calibration_set(
                     descriptor, _calibration_size(descriptor, settings), CALIBRATION_SAMPLES
                 )
                 ranges_from_calibration(source, ArrayCalibrationReader(descriptor, data), recipe, ranges)
+            step(f"write {FILES[name]}")
             writer(source, folder / FILES[name], ranges, recipe)
         return [FILES[name], RANGES_FILE]
 
@@ -108,9 +112,12 @@ def _torch_int8_build(
     from .quantize_torch import calibrate_observed, prepare_static
 
     example = _example(descriptor)
+    step("trace with torch.fx and insert observers")
     prepared = prepare_static(module, example)
     data = sample_calibration_set(descriptor, _calibration_size(descriptor, settings), CALIBRATION_SAMPLES)
+    step(f"calibrate observers on {CALIBRATION_SAMPLES} photo crops")
     state = calibrate_observed(prepared, [[torch.from_numpy(a) for a in item] for item in data], len(example))
+    step(f"write {FILES['int8-torch']}")
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / FILES["int8-torch"]))
     return [FILES["int8-torch"]]
 
