@@ -52,7 +52,7 @@ def build_plan(
     for i, name in enumerate(names, 1):
         prefix = f"[{i}/{len(names) + 1}] {name}"
         progress(f"{prefix}: build and check against FP32")
-        with reporting(lambda message, prefix=prefix: progress(f"{prefix}: {message}")):
+        with reporting(functools.partial(_prefixed, progress, prefix)):
             results[name], files[name], runner = _build_and_check(
                 name, module, descriptor, folder, settings, inputs, reference
             )
@@ -87,6 +87,10 @@ def build_plan(
         decision=decision.to_dict(),
         notes=list(plan.notes),
     )
+
+
+def _prefixed(progress: Progress, prefix: str, message: str) -> None:
+    progress(f"{prefix}: {message}")
 
 
 def _build_and_check(
