@@ -19,6 +19,7 @@
     │   └── QualityGateError                   a built artifact is worse than the gate against FP32
     ├── CacheError                             the artifact cache cannot be used as asked
     │   ├── CorruptEntryError                  an entry failed verification (it is moved aside)
+    │   ├── CacheWriteError                    no space, a file size limit or a read-only disk mid-build
     │   └── CacheLockTimeout (TimeoutError)    another process held a build lock for too long
     ├── BackendError                           a backend (onnxruntime, tensorrt) failed, raised from its cause
     ├── StrategyUnavailableError               a known strategy this machine or build cannot serve
@@ -112,6 +113,10 @@ class CacheError(ModelManagerError):
 
 class CorruptEntryError(CacheError):
     """A cache entry failed verification; it has been moved aside and will be rebuilt."""
+
+
+class CacheWriteError(CacheError):
+    """A build could not write its files (disk full, file size limit, quota); nothing was published."""
 
 
 class CacheLockTimeout(CacheError, TimeoutError):

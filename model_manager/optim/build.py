@@ -18,6 +18,7 @@ import numpy as np
 from torch import nn
 
 from ..cache import BuildOutput
+from ..cache.storage import storage_cause, write_error
 from ..descriptor import ModelDescriptor
 from ..errors import EngineBuildError, ModelManagerError, QualityGateError
 from ..runners import Runner, RunnerInfo, TorchRunner
@@ -122,6 +123,8 @@ def _build_and_check(
         result.passed = q.psnr_db >= (result.min_psnr_db or 0.0)
         return result, files, runner
     except Exception as exc:  # a candidate that cannot be built is reported, not served
+        if (cause := storage_cause(exc)) is not None:  # a full disk fails every candidate: stop
+            raise write_error(f"the {name} build files", folder, cause) from exc
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         log.warning(
             "candidate %s failed: %s", name, result.error, exc_info=not isinstance(exc, ModelManagerError)

@@ -21,14 +21,18 @@ from typing import Any
 from torch import nn
 
 from ..cache import BuildOutput
-from ..errors import EngineBuildError, QualityGateError
+from ..cache.storage import storage_cause, write_error
+from ..errors import CacheWriteError, EngineBuildError, ModelManagerError, QualityGateError
 from ..models import all_architectures
 from .candidates import BuildSettings
 from .strategy import Plan
 
 log = logging.getLogger(__name__)
 
-_ERRORS: dict[str, type[EngineBuildError]] = {"QualityGateError": QualityGateError}
+_ERRORS: dict[str, type[ModelManagerError]] = {
+    "QualityGateError": QualityGateError,
+    "CacheWriteError": CacheWriteError,
+}
 
 
 async def build_in_subprocess(
@@ -41,13 +45,18 @@ async def build_in_subprocess(
     label: str,
 ) -> BuildOutput:
     """Build ``plan`` for the module in ``out_dir`` from a fresh Python process."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     with tempfile.TemporaryDirectory(prefix="model_manager-build-") as work:
         result_path = Path(work) / "result.json"
         weights = Path(work) / "weights.safetensors"
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        await asyncio.to_thread(save_file, state, str(weights))
+        try:  # bytes, then a plain write: a full disk is then an OSError, not a SafetensorError
+            await asyncio.to_thread(weights.write_bytes, save(state))
+        except OSError as exc:
+            if (cause := storage_cause(exc)) is None:
+                raise
+            raise write_error("the weights for the build process", work, cause) from exc
         request = {
             "architecture": architecture,
             "architecture_module": type(all_architectures()[architecture]).__module__,
