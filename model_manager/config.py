@@ -8,6 +8,8 @@ Environment variables (read by :meth:`ModelConfig.from_env` and by the default c
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,14 +74,13 @@ class ModelConfig:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
         if self.device not in ("auto", "cpu", "cuda"):
             raise ModelInputError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ModelInputError(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if self.max_loaded_models < 1:
-            raise ModelInputError(f"max_loaded_models must be >= 1, got {self.max_loaded_models}")
-        if self.warmup_concurrency < 1:
-            raise ModelInputError(f"warmup_concurrency must be >= 1, got {self.warmup_concurrency}")
-        if self.auto_time_budget_s <= 0 or self.lock_timeout_s <= 0:
-            raise ModelInputError("auto_time_budget_s and lock_timeout_s must be > 0")
+        if self.num_threads is not None:
+            check_count("num_threads", self.num_threads)
+        check_count("max_loaded_models", self.max_loaded_models)
+        check_count("warmup_concurrency", self.warmup_concurrency)
+        _check_seconds("auto_time_budget_s", self.auto_time_budget_s, allow_inf=False)
+        _check_seconds("lock_timeout_s", self.lock_timeout_s, allow_inf=True)
+        check_warmup_specs(self.warmup)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ModelConfig:
@@ -109,3 +110,28 @@ def _int_from_env(var: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ModelInputError(f"{var} must be an integer, got {raw!r}") from None
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``minimum``; else ModelInputError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ModelInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_seconds(name: str, value: object, *, allow_inf: bool) -> None:
+    """A duration in seconds: a real number > 0 (NaN never; infinity only where it means 'forever')."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    seconds = float(value) if real else math.nan  # type: ignore[arg-type]
+    if not (seconds > 0 and (allow_inf or math.isfinite(seconds))):  # NaN fails "> 0"
+        finite = "a" if allow_inf else "a finite"
+        raise ModelInputError(f"{name} must be {finite} number of seconds > 0, got {value!r}")
+
+
+def check_warmup_specs(specs: object) -> None:
+    """Warm-up specs must be (type, name, optimization) string triples."""
+    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence):
+        raise ModelInputError(f"warmup must be a sequence of (type, name, optimization), got {specs!r}")
+    for spec in specs:
+        if not (isinstance(spec, (tuple, list)) and len(spec) == 3 and all(isinstance(v, str) for v in spec)):
+            raise ModelInputError(f"warmup specs must be (type, name, optimization) strings, got {spec!r}")

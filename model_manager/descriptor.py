@@ -7,9 +7,12 @@ guesses a value range or a size multiple.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .errors import ModelInputError
 
 Dim = int | str
 """A tensor dimension: a fixed size, or the name of a dynamic dimension ("batch", "height")."""
@@ -83,6 +86,12 @@ class ModelDescriptor:
     precisions: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
     hyperparameters: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "size_min", "size_multiple"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ModelInputError(f"descriptor {name} must be an integer >= 1, got {value!r}")
 
     @property
     def image_inputs(self) -> tuple[TensorSpec, ...]:

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from .cache import ArtifactCache
-from .config import ModelConfig
+from .config import ModelConfig, check_count, check_warmup_specs
 from .descriptor import ModelDescriptor
-from .errors import ModelManagerError
+from .errors import ModelInputError, ModelManagerError
 from .optimization import Optimization
 from .optimized import OptimizedLoader
 from .registry import ModelEntry, ModelRegistry, validate_name, validate_type
@@ -139,6 +139,8 @@ class ModelManager:
         profile's opt shape), with each candidate's median / p90, speedup, PSNR and size on disk.
         """
         self._check_open()
+        if size is not None:
+            size = _check_size(size)
         entry = self._entry(model_type, name)
         return await self._loader.measure(entry, Optimization.parse(optimization), size)
 
@@ -150,7 +152,11 @@ class ModelManager:
         The inference uses real sample photos at the profile's opt shape, so lazy allocations and
         kernel choices happen now, not on the first real request.
         """
-        limit = asyncio.Semaphore(concurrency or self.config.warmup_concurrency)
+        specs = list(specs)
+        check_warmup_specs(specs)
+        limit = asyncio.Semaphore(
+            self.config.warmup_concurrency if concurrency is None else check_count("concurrency", concurrency)
+        )
 
         async def one(spec: tuple[str, str, str]) -> Runner:
             async with limit:
@@ -176,3 +182,11 @@ class ModelManager:
     def _check_open(self) -> None:
         if self._closed:
             raise ModelManagerError("this ModelManager is closed")
+
+
+def _check_size(size: object) -> tuple[int, int]:
+    """A (height, width) pair of positive integers, else ModelInputError naming what came."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ModelInputError(f"size must be (height, width), got {size!r}")
+    height, width = size
+    return check_count("size height", height), check_count("size width", width)

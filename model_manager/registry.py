@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 MODEL_TYPES = ("style_transfer", "super_resolution", "interpolation")
 DEFAULT_NAME = "default"
 # Names become folders in the artifact cache: no separators, no leading dot, bounded length.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+# Matched with fullmatch: "$" would also accept a name ending in a newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 WeightsKind = Literal["file", "package", "seeded", "required", "factory"]
 
@@ -111,7 +112,7 @@ class ModelEntry:
 
 def validate_name(kind: str, value: str) -> str:
     """Reject names that could escape the cache folder or are not identifiers."""
-    if not isinstance(value, str) or not _NAME_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or ".." in value:
         raise InvalidNameError(
             f"{kind} must be 1-64 characters of letters, digits, '.', '_', '+', '-' "
             f"(not starting with a dot, no '..'), got {value!r}"

@@ -38,11 +38,18 @@ def _as_tensor(spec: TensorSpec, x: Any) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype != np.float32:
             raise InvalidInputError(f"input {spec.name!r}: expected dtype float32, got numpy {x.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(x))
+        if not (x.flags.c_contiguous and x.flags.writeable):  # torch warns on read-only memory
+            x = np.array(x, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+        return torch.from_numpy(x)
     if isinstance(x, torch.Tensor):
         if x.dtype != torch.float32:
             raise InvalidInputError(f"input {spec.name!r}: expected dtype float32, got {x.dtype}")
-        return x
+        if x.layout != torch.strided or x.device.type == "meta":
+            raise InvalidInputError(
+                f"input {spec.name!r}: expected a dense tensor with data, "
+                f"got layout {x.layout} on device {x.device}"
+            )
+        return x.detach()  # a tensor that requires grad cannot become a numpy view for ORT
     raise InvalidInputError(
         f"input {spec.name!r}: expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}"
     )

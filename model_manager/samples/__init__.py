@@ -56,6 +56,8 @@ def sample_batch(
     from ..images import to_batch
 
     height, width = size
+    if min(height, width, batch) < 1:
+        raise InvalidInputError(f"expected a size and batch >= 1, got size {height}x{width}, batch {batch}")
     inputs: list[np.ndarray] = []
     frame = 0
     for spec in descriptor.inputs:

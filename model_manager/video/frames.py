@@ -152,6 +152,10 @@ async def process_frames(
     """
     if batch_size < 1:
         raise InvalidInputError(f"expected batch_size >= 1, got {batch_size}")
+    if (tile is not None and tile < 1) or overlap < 0:
+        raise InvalidInputError(
+            f"expected tile >= 1 (or None) and overlap >= 0, got tile {tile}, overlap {overlap}"
+        )
     interpolate = runner.descriptor.model_type == "interpolation"
     if interpolate and factor < 2:
         raise InvalidInputError(f"expected an interpolation factor >= 2, got {factor}")
