@@ -45,11 +45,20 @@ class EntryInfo:
 
 
 def _entry_folders(root: Path) -> list[Path]:
-    """Folders at entry depth, skipping hidden ones (quarantine, locks, temporary builds)."""
+    """Folders at entry depth, skipping hidden ones (quarantine, locks, temporary builds) and links.
+
+    A symbolic link is never followed: what it points to may lie outside the cache.
+    """
     level = [root] if root.is_dir() else []
     for _ in range(ENTRY_DEPTH):
-        level = [c for p in level for c in sorted(p.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+        level = [
+            c for p in level for c in sorted(p.iterdir()) if _real_folder(c) and not c.name.startswith(".")
+        ]
     return level
+
+
+def _real_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -114,7 +123,9 @@ async def prune(cache: ArtifactCache, max_bytes: int) -> list[dict[str, Any]]:
 
 def _remove_unless_locked(cache: ArtifactCache, info: EntryInfo) -> bool:
     assert info.manifest is not None
-    lock = FileLock(str(cache.root / LOCKS / f"{info.manifest.key_digest}.lock"), thread_local=False)
+    lock = FileLock(
+        str(cache.root / LOCKS / f"{info.manifest.key_digest}.lock"), mode=0o600, thread_local=False
+    )
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -135,7 +146,10 @@ def clear(cache: ArtifactCache) -> int:
     for child in cache.root.iterdir():
         if child.name == LOCKS or not child.is_dir():
             continue
-        shutil.rmtree(child, ignore_errors=True)
+        if child.is_symlink():  # remove the link, never what it points to
+            child.unlink()
+        else:
+            shutil.rmtree(child, ignore_errors=True)
         removed += 1
     log.info("cleared %s (%d top-level folders)", cache.root, removed)
     return removed

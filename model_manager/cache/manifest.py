@@ -21,6 +21,7 @@ from ..errors import CorruptEntryError
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 _CHUNK = 1 << 20
+_SELF_SHA256 = "manifest_sha256"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,10 @@ class Manifest:
         return sum(f.size for f in self.files)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        """The manifest as JSON, with the SHA-256 of its own content (a flipped byte is detected)."""
+        data = asdict(self)
+        data[_SELF_SHA256] = _content_sha256(data)
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> Manifest:
@@ -69,12 +73,22 @@ class Manifest:
             fmt = data.get("format")
             if fmt != MANIFEST_FORMAT:
                 raise ValueError(f"manifest format {fmt!r}, this version reads {MANIFEST_FORMAT}")
+            if data.pop(_SELF_SHA256, None) != _content_sha256(data):
+                raise ValueError("its content does not match its own checksum")
             data["files"] = [FileRecord(**f) for f in data["files"]]
             manifest = cls(**data)
             _check_types(manifest)
             return manifest
         except (ValueError, TypeError, KeyError) as exc:
             raise CorruptEntryError(f"{where}: unreadable manifest: {exc}") from exc
+
+
+def _content_sha256(data: dict[str, Any]) -> str:
+    """SHA-256 of a manifest's fields as canonical JSON (without the checksum field itself)."""
+    text = json.dumps(
+        {k: v for k, v in data.items() if k != _SELF_SHA256}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _check_types(m: Manifest) -> None:
@@ -103,6 +117,8 @@ async def record_files(folder: Path, names: list[str]) -> list[FileRecord]:
 
 async def read_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST_NAME
+    if path.is_symlink():  # never read through a link: its target may lie outside the cache
+        raise CorruptEntryError(f"{folder}: {MANIFEST_NAME} is a symbolic link")
     try:
         async with aiofiles.open(path, encoding="utf-8") as f:
             text = await f.read()
@@ -120,7 +136,13 @@ async def write_manifest(folder: Path, manifest: Manifest) -> None:
         await f.write(manifest.to_json())
         await f.flush()
         os.fsync(f.fileno())
+    make_private(tmp)
     os.replace(tmp, folder / MANIFEST_NAME)
+
+
+def make_private(path: Path) -> None:
+    """Owner-only permissions, whatever the umask: 0o700 for a folder, 0o600 for a file."""
+    path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 async def verify_files(folder: Path, manifest: Manifest) -> list[str]:
@@ -128,7 +150,9 @@ async def verify_files(folder: Path, manifest: Manifest) -> list[str]:
     problems = []
     for rec in manifest.files:
         path = folder / rec.name
-        if not path.is_file():
+        if path.is_symlink():
+            problems.append(f"{rec.name} is a symbolic link")
+        elif not path.is_file():
             problems.append(f"{rec.name} is missing")
         elif path.stat().st_size != rec.size:
             problems.append(f"{rec.name} is {path.stat().st_size} bytes, manifest says {rec.size}")

@@ -24,9 +24,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..errors import CacheLockTimeout, CorruptEntryError
+from ..errors import CacheLockTimeout, CacheWriteError, CorruptEntryError
 from .key import CacheKey
-from .manifest import Manifest, read_manifest, record_files, verify_files, write_manifest
+from .manifest import Manifest, make_private, read_manifest, record_files, verify_files, write_manifest
+from .storage import storage_cause, write_error
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class ArtifactCache:
     async def load(self, key: CacheKey) -> CacheEntry | None:
         """The published entry if present and sound; a corrupt one is quarantined and None returned."""
         folder = self.entry_dir(key)
+        link = self._symlink_below_root(folder)
+        if link is not None:  # never follow a link out of the cache: the link itself is moved aside
+            self.quarantine(link, f"{link} is a symbolic link to {link.readlink()}; {folder} is not served")
+            return None
         if not folder.exists():
             return None
         try:
@@ -110,19 +115,20 @@ class ArtifactCache:
             return entry
         if not self._writable():
             return await self._build_ephemeral(key, build)
-        lock = FileLock(str(self.root / LOCKS / f"{key.digest}.lock"), thread_local=False)
+        lock = FileLock(str(self.root / LOCKS / f"{key.digest}.lock"), mode=0o600, thread_local=False)
         await self._acquire(lock, key)
         try:
             entry = await self.load(key)  # another process may have published it meanwhile
             if entry is not None:
                 return entry
+            self._remove_stale_builds(key)
             return await self._build_and_publish(key, build)
         finally:
             lock.release()
 
     async def _acquire(self, lock: FileLock, key: CacheKey) -> None:
         """Take the key's file lock, logging while another process holds it."""
-        (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
+        self._mkdir(self.root / LOCKS)
         waited = 0.0
         while True:
             try:
@@ -136,17 +142,28 @@ class ArtifactCache:
                     ) from None
                 log.info("waiting for another process building %s (%.0f s)", key.relative_dir(), waited)
 
+    def _remove_stale_builds(self, key: CacheKey) -> None:
+        """Delete temporary folders of this key left by builders that died (we hold its lock)."""
+        final = self.entry_dir(key)
+        if not final.parent.is_dir():
+            return
+        for stale in final.parent.glob(f"{TMP_PREFIX}{final.name}-*"):
+            log.warning("removing %s, left by a build that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
     async def _build_and_publish(self, key: CacheKey, build: Builder) -> CacheEntry:
         final = self.entry_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        self._mkdir(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
         try:
             manifest = await self._build_into(tmp, key, build)
             if final.exists():
                 self.quarantine(final, "replaced by a fresh build")
             tmp.rename(final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if (cause := storage_cause(exc)) is not None and not isinstance(exc, CacheWriteError):
+                raise write_error(f"the entry {final.name}", final.parent, cause) from exc
             raise
         log.info("published %s (%.1f s build)", final, manifest.build_seconds)
         return CacheEntry(key, final, manifest, hit=False)
@@ -155,6 +172,8 @@ class ArtifactCache:
         """Run the builder in ``folder`` and write the manifest last."""
         started = time.perf_counter()
         out = await build(folder)
+        for name in out.files:  # builders write with the umask's modes; cached files are owner-only
+            make_private(folder / name)
         manifest = Manifest(
             key=key.to_dict(),
             key_digest=key.digest,
@@ -201,14 +220,40 @@ class ArtifactCache:
             / f"{rel.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         )
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            folder.rename(target)
+            self._mkdir(target.parent)
+            if folder.is_symlink():  # move the link itself into a real folder; never write through it
+                self._mkdir(target)
+                folder.rename(target / folder.name)
+            else:
+                folder.rename(target)
             (target / "QUARANTINE_REASON.txt").write_text(reason + "\n")
+            make_private(target / "QUARANTINE_REASON.txt")
         except OSError as exc:
             log.error("corrupt cache entry %s (%s) could not be moved aside: %s", folder, reason, exc)
             return None
         log.warning("moved corrupt cache entry %s to %s: %s", folder, target, reason)
         return target
+
+    def _symlink_below_root(self, path: Path) -> Path | None:
+        """The first folder or file from below the root down to ``path`` that is a symbolic link."""
+        current = self.root
+        for name in path.relative_to(self.root).parts:
+            current = current / name
+            if current.is_symlink():
+                return current
+        return None
+
+    def _mkdir(self, folder: Path) -> None:
+        """Create ``folder`` and its missing parents from the root down, owner-only (0o700), any umask."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        current = self.root.parent
+        for name in folder.relative_to(self.root.parent).parts:
+            current = current / name
+            try:
+                current.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            make_private(current)
 
     async def _touch(self, folder: Path, manifest: Manifest) -> None:
         now = time.time()
@@ -222,7 +267,7 @@ class ArtifactCache:
 
     def _writable(self) -> bool:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._mkdir(self.root)
             probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=self.root))
             probe.rmdir()
             return True
