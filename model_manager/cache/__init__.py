@@ -1,6 +1,6 @@
 """The artifact cache: keys, manifests, atomic single-flight builds, verification, housekeeping."""
 
-from .housekeeping import EntryInfo, clear, prune, scan, verify_all
+from .housekeeping import EntryInfo, clear, prune, remove_abandoned_builds, scan, verify_all
 from .key import CacheKey, canonical_json, make_key, toolchain_versions
 from .manifest import MANIFEST_NAME, FileRecord, Manifest
 from .store import ArtifactCache, BuildOutput, CacheEntry
@@ -18,6 +18,7 @@ __all__ = [
     "clear",
     "make_key",
     "prune",
+    "remove_abandoned_builds",
     "scan",
     "toolchain_versions",
     "verify_all",

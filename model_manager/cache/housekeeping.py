@@ -12,7 +12,7 @@ from filelock import FileLock, Timeout
 
 from ..errors import CorruptEntryError
 from .manifest import Manifest, read_manifest, verify_files
-from .store import LOCKS, QUARANTINE, ArtifactCache
+from .store import LOCKS, QUARANTINE, TMP_PREFIX, ArtifactCache
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,12 @@ def _entry_folders(root: Path) -> list[Path]:
 
     A symbolic link is never followed: what it points to may lie outside the cache.
     """
+    return _entry_folders_at(root, ENTRY_DEPTH)
+
+
+def _entry_folders_at(root: Path, depth: int) -> list[Path]:
     level = [root] if root.is_dir() else []
-    for _ in range(ENTRY_DEPTH):
+    for _ in range(depth):
         level = [
             c for p in level for c in sorted(p.iterdir()) if _real_folder(c) and not c.name.startswith(".")
         ]
@@ -100,14 +104,44 @@ async def verify_all(cache: ArtifactCache) -> list[dict[str, Any]]:
     return results
 
 
+def remove_abandoned_builds(cache: ArtifactCache) -> list[dict[str, Any]]:
+    """Delete ``.tmp-*`` build folders whose builder is gone (its key's lock is free); list them.
+
+    A process killed mid-build leaves its temporary folder; the next build of the same key removes
+    it, and this removes the ones whose key is never built again. A folder whose lock is held
+    belongs to a running build and is kept.
+    """
+    removed = []
+    parents = _entry_folders_at(cache.root, ENTRY_DEPTH - 1)
+    for tmp in sorted(t for p in parents for t in p.glob(f"{TMP_PREFIX}*") if _real_folder(t)):
+        key_prefix = tmp.name.rsplit("-", 2)[-2] if tmp.name.count("-") >= 3 else ""
+        locks = sorted((cache.root / LOCKS).glob(f"{key_prefix}*.lock")) if key_prefix else []
+        lock = FileLock(str(locks[0]), mode=0o600, thread_local=False) if locks else None
+        try:
+            if lock is not None:
+                lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            size = _folder_bytes(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if lock is not None:
+                lock.release()
+        removed.append({"entry": str(tmp.relative_to(cache.root)), "size_bytes": size, "reason": "abandoned"})
+        log.warning("removed %s, left by a build that did not finish", tmp)
+    return removed
+
+
 async def prune(cache: ArtifactCache, max_bytes: int) -> list[dict[str, Any]]:
     """Delete least recently used entries until the cache holds at most ``max_bytes``.
 
-    Entries whose build lock is held (being built or rebuilt) are skipped.
+    Entries whose build lock is held (being built or rebuilt) are skipped. Temporary folders of
+    builds that died are removed first.
     """
+    removed = remove_abandoned_builds(cache)
     infos = sorted(await scan(cache), key=lambda i: i.manifest.last_used if i.manifest else 0.0)
     total = sum(i.size_bytes for i in infos)
-    removed = []
     for info in infos:
         if total <= max_bytes:
             break
@@ -155,4 +189,4 @@ def clear(cache: ArtifactCache) -> int:
     return removed
 
 
-__all__ = ["QUARANTINE", "EntryInfo", "clear", "prune", "scan", "verify_all"]
+__all__ = ["QUARANTINE", "EntryInfo", "clear", "prune", "remove_abandoned_builds", "scan", "verify_all"]

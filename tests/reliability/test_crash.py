@@ -28,6 +28,7 @@ import torch
 from filelock import FileLock
 
 from model_manager import ModelConfig, ModelManager
+from model_manager.cache import ArtifactCache, prune
 from model_manager.cache.manifest import read_manifest, verify_files
 from model_manager.cache.store import LOCKS, TMP_PREFIX
 from model_manager.optim.quality import compare
@@ -50,7 +51,10 @@ KILL_MOMENTS = [
     "manifest-written",
     "published",
 ]
-FAST = {"step:3", "manifest-written"}  # run in CI; the rest with `pytest -m reliability`
+FAST = {
+    "step:3",
+    "manifest-written",
+}  # and step:4 in the housekeeping test below  # run in CI; the rest with `pytest -m reliability`
 
 
 def _params(moments: list[str]) -> list:
@@ -147,3 +151,22 @@ async def test_a_killed_build_process_is_an_error_and_the_application_keeps_serv
     assert survivors(tag) == []
     assert await assert_nothing_corrupt_is_published(cache) == 1
     assert not list(cache.rglob(f"{TMP_PREFIX}*"))
+
+
+async def test_housekeeping_removes_what_a_dead_build_left_but_not_a_running_build(tmp_path: Path) -> None:
+    """`cache prune` deletes a killed build's temporary folder once its lock is free, never before."""
+    cache = tmp_path / "cache"
+    proc, _tag = run_driver(cache, "step:4")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    (left,) = list(cache.rglob(f"{TMP_PREFIX}*"))
+    (lock_file,) = list((cache / LOCKS).glob("*.lock"))
+    running = FileLock(str(lock_file))
+    running.acquire(timeout=0)  # as if a live process were building this key again
+    try:
+        assert await prune(ArtifactCache(cache), max_bytes=1 << 40) == []
+        assert left.is_dir()
+    finally:
+        running.release()
+    removed = await prune(ArtifactCache(cache), max_bytes=1 << 40)
+    assert [r["entry"] for r in removed] == [str(left.relative_to(cache))] and removed[0]["size_bytes"] > 0
+    assert not left.exists()

@@ -31,6 +31,7 @@ from model_manager.samples import sample_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ("super_resolution", "espcn-x2")
+SOAK = pytest.mark.soak
 
 _LIMITED = textwrap.dedent("""
     import asyncio, json, resource, signal, sys
@@ -71,9 +72,11 @@ def limits() -> list:
     w = weights_bytes()
     # The ONNX file holds the same float32 weights plus the graph, so it is larger than w + 64.
     return [
-        pytest.param(64 * 1024, True, "the weights for the build process", id="weights-to-build-process"),
         pytest.param(w + 64, True, "the onnx build files", id="artifact-in-build-process"),
-        pytest.param(64 * 1024, False, "the onnx build files", id="artifact-in-process"),
+        pytest.param(
+            64 * 1024, True, "the weights for the build process", id="weights-to-build-process", marks=SOAK
+        ),
+        pytest.param(64 * 1024, False, "the onnx build files", id="artifact-in-process", marks=SOAK),
     ]
 
 
