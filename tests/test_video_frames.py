@@ -116,3 +116,19 @@ async def test_tiled_super_resolution_matches_the_whole_frame(manager: ModelMana
 def test_tiling_rejects_an_overlap_as_large_as_the_tile() -> None:
     with pytest.raises(InvalidInputError, match="0 <= overlap < tile, got overlap 48, tile 48"):
         tiled_infer(lambda x: x, np.zeros((1, 3, 100, 100), np.float32), scale=1, tile=48, overlap=48)
+
+
+async def test_a_failing_batch_leaves_no_unretrieved_error_behind(
+    manager: ModelManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batch k fails while batch k+1 runs: one InvalidInputError, and asyncio logs no orphaned failure."""
+    import asyncio
+    import gc
+
+    runner = await manager.load_optimized_model("super_resolution", "default", "none")
+    too_small = [np.zeros((2, 2, 3), np.uint8)] * 3
+    with pytest.raises(InvalidInputError, match="height and width"):
+        await _collect(process_frames(runner, too_small, batch_size=1))
+    await asyncio.sleep(0.2)  # let the orphaned batch finish in its thread
+    gc.collect()
+    assert "never retrieved" not in caplog.text

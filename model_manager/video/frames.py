@@ -161,17 +161,28 @@ async def process_frames(
         raise InvalidInputError(f"expected an interpolation factor >= 2, got {factor}")
     limit = _tile_for(runner, tile)
     source = _prefetched(frames, max(1, prefetch))
-    pending: asyncio.Task[list[np.ndarray]] | None = None
-    async for batch in _batches(_items(source, interpolate, factor), batch_size):
-        use_tile = limit if limit is not None and _largest_side(batch) > limit else None
-        task = asyncio.create_task(asyncio.to_thread(_run_batch, runner, batch, use_tile, overlap))
-        if pending is not None:
-            for frame in await pending:
+    in_flight: list[asyncio.Task[list[np.ndarray]]] = []  # at most two: the batch yielded, the next
+    try:
+        async for batch in _batches(_items(source, interpolate, factor), batch_size):
+            use_tile = limit if limit is not None and _largest_side(batch) > limit else None
+            in_flight.append(
+                asyncio.create_task(asyncio.to_thread(_run_batch, runner, batch, use_tile, overlap))
+            )
+            if len(in_flight) == 2:
+                for frame in await in_flight.pop(0):
+                    yield frame
+        while in_flight:
+            for frame in await in_flight.pop(0):
                 yield frame
-        pending = task
-    if pending is not None:
-        for frame in await pending:
-            yield frame
+    finally:  # an error or an early stop: the batch still running is not awaited by anyone
+        for task in in_flight:
+            _discard(task)
+
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a task nobody will await and retrieve its outcome, so asyncio logs no stray error."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _largest_side(batch: list[_Item]) -> int:
