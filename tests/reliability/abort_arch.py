@@ -2,7 +2,9 @@
 
 Eager inference works, so the application can load and run it; exporting it (which only ever
 happens in the build process) aborts that process. Registered on import, like any third-party
-architecture; the build process imports this module by name to rebuild the model.
+architecture; the build process imports this module by name to rebuild the model. Test modules
+must not import it at collection time: tests that export every registered architecture would
+then abort the test run (test_builder_crash.py registers it for one test only).
 """
 
 from __future__ import annotations

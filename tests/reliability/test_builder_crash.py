@@ -9,7 +9,10 @@ model keeps answering on the same event loop, and afterwards the manager still l
 from __future__ import annotations
 
 import asyncio
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,12 +24,21 @@ from model_manager.cache.store import TMP_PREFIX
 from model_manager.errors import EngineBuildError
 from model_manager.samples import sample_batch
 
-from .abort_arch import ARCH_ID, AbortOnExport
+
+@pytest.fixture
+def abort_arch() -> Iterator[ModuleType]:
+    """The plugin module, registered for this test only (other tests export every architecture)."""
+    from model_manager.models.base import ARCHITECTURES
+
+    module = importlib.import_module("tests.reliability.abort_arch")
+    ARCHITECTURES.setdefault(module.ARCH_ID, module.AbortOnExportArch())
+    yield module
+    ARCHITECTURES.pop(module.ARCH_ID, None)
 
 
-def aborting_checkpoint(folder: Path) -> Path:
+def aborting_checkpoint(folder: Path, abort_arch: ModuleType) -> Path:
     path = folder / "aborter.safetensors"
-    save_file({k: v.contiguous() for k, v in AbortOnExport().state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in abort_arch.AbortOnExport().state_dict().items()}, str(path))
     return path
 
 
@@ -42,15 +54,15 @@ async def keep_serving(runner, x: np.ndarray, stop: asyncio.Event) -> int:
 
 
 async def test_a_builder_that_aborts_is_an_engine_build_error_and_other_models_keep_serving(
-    tmp_path: Path,
+    tmp_path: Path, abort_arch: ModuleType
 ) -> None:
     """os.abort() in the export: EngineBuildError (SIGABRT); the other model answered meanwhile."""
     config = ModelConfig(cache_dir=tmp_path / "cache", device="cpu", num_threads=1)
     async with ModelManager(config) as manager:
         entry = await manager.register_checkpoint(
-            "super_resolution", "aborter", aborting_checkpoint(tmp_path)
+            "super_resolution", "aborter", aborting_checkpoint(tmp_path, abort_arch)
         )
-        assert entry.architecture == ARCH_ID
+        assert entry.architecture == abort_arch.ARCH_ID
         eager = await manager.load_optimized_model("super_resolution", "aborter", optimization="none")
         (x,) = sample_batch(eager.descriptor, (32, 32), 1)
         assert eager(x).shape == x.shape  # the model itself runs; only its export aborts
