@@ -1,10 +1,12 @@
-"""Every CPU strategy x every embedded default model at two sizes, each case in a fresh process.
+"""Every CPU engine and strategy x every embedded default model at two sizes, each in a fresh process.
 
-Builds all candidates the way ``auto`` does (``optim.build.build_plan``: verified FP32 ONNX,
-dynamic INT8, one calibration -> static Q/DQ and QOperator, BF16 autocast, eager FP32), checks
-each against eager FP32 on real sample photos, and times them together (blocked interleaving,
-the one harness). Reports median / p90 ms, speedup against eager FP32 measured in the same run,
-size on disk, PSNR, build seconds, and which one ``auto`` would serve.
+Builds all candidates the way ``auto`` does (``optim.build.build_plan``: ONNX Runtime FP32,
+dynamic INT8, one calibration -> static Q/DQ and QOperator, PyTorch FX INT8, BF16 autocast,
+OpenVINO FP32 / BF16-hint / NNCF INT8 where the extra is installed, eager FP32), checks each
+against eager FP32 on real sample photos, and times them together (blocked interleaving, the one
+harness). Reports median / p90 ms, speedup against eager FP32 measured in the same run, GMAC/s
+(conv / linear multiply-accumulates of the model at that size over the median), PSNR, build
+seconds, which one ``auto`` would serve, and auto against the fastest candidate that passed.
 
     python benchmarks/quantization.py [--sizes 128 256] [--budget 4] [--json out.json]
 """
@@ -27,8 +29,9 @@ def run_case(model_type: str, name: str, size: int, budget: float) -> dict[str, 
     import torch
 
     from model_manager.optim.build import build_plan
-    from model_manager.optim.candidates import BuildSettings, available_candidates
+    from model_manager.optim.candidates import BuildSettings, available_candidates, export_inputs
     from model_manager.optim.hardware import probe_hardware
+    from model_manager.optim.macs import count_macs
     from model_manager.optim.strategy import plan
     from model_manager.optimization import Optimization
     from model_manager.registry import ModelRegistry
@@ -41,9 +44,11 @@ def run_case(model_type: str, name: str, size: int, budget: float) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         out = build_plan(loaded.module, loaded.descriptor, the_plan, Path(tmp), settings)
         sizes = {f: (Path(tmp) / f).stat().st_size for f in out.files}
+    inputs = export_inputs(loaded.descriptor, settings)
     return {
         "model": f"{model_type}/{entry.name}",
         "size": size,
+        "macs": count_macs(loaded.module, inputs),
         "decision": out.decision,
         "chosen_files": sizes,
         "machine": out.benchmark["machine"],
@@ -64,29 +69,18 @@ def _rows(case: dict[str, Any]) -> list[list[str]]:
     rows = []
     for c in case["decision"]["candidates"]:
         served = "<- auto" if c["name"] == case["decision"]["chosen"] else ""
+        head = [case["model"], f"{case['size']}x{case['size']}", c["name"], c["backend"]]
         if c["error"]:
-            rows.append(
-                [
-                    case["model"],
-                    str(case["size"]),
-                    c["name"],
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    f"error: {c['error'][:40]}",
-                ]
-            )
+            rows.append([*head, "-", "-", "-", "-", "-", "-", f"error: {c['error'][:40]}"])
             continue
         gate = "pass" if c["passed"] else f"FAIL (<{c['min_psnr_db']:.0f})"
+        gmacs = case["macs"] / (c["median_ms"] / 1e3) / 1e9 if c["median_ms"] else 0.0
         rows.append(
             [
-                case["model"],
-                f"{case['size']}x{case['size']}",
-                c["name"],
+                *head,
                 f"{c['median_ms']:.1f} / {c['p90_ms']:.1f}",
                 f"{c['speedup']:.2f}x",
+                f"{gmacs:.0f}",
                 f"{c['psnr_db']:.1f}",
                 gate,
                 f"{c['build_seconds'] or 0:.1f}",
@@ -94,6 +88,19 @@ def _rows(case: dict[str, Any]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def auto_vs_best(case: dict[str, Any]) -> str:
+    """One line: what auto served and its median against the fastest candidate that passed."""
+    cands = case["decision"]["candidates"]
+    ok = [c for c in cands if c["passed"] and c["median_ms"]]
+    chosen = next(c for c in cands if c["name"] == case["decision"]["chosen"])
+    best = min(ok, key=lambda c: c["median_ms"]) if ok else chosen
+    ratio = chosen["median_ms"] / best["median_ms"] if chosen["median_ms"] and best["median_ms"] else 1.0
+    return (
+        f"{case['model']} {case['size']}x{case['size']}: auto served {chosen['name']} ({chosen['backend']}), "
+        f"{ratio:.2f}x the fastest passing ({best['name']}); {case['macs'] / 1e9:.2f} GMAC per call"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,14 +125,19 @@ def main(argv: list[str] | None = None) -> int:
         "model",
         "input",
         "strategy",
+        "engine",
         "ms (median / p90)",
         "vs eager FP32",
+        "GMAC/s",
         "PSNR dB",
         "gate",
         "build s",
         "",
     ]
     print(format_table([r for c in cases for r in _rows(c)], header))
+    print()
+    for case in cases:
+        print(auto_vs_best(case))
     if args.json:
         args.json.write_text(json.dumps(cases, indent=2))
     return 0

@@ -13,11 +13,13 @@ from .errors import BackendUnavailableError
 from .images import from_batch, write_image
 from .manager import ModelManager
 from .optim.benchmark import format_table
+from .optimization import Optimization
 from .runners.base import Runner
 from .samples import sample_batch
 
 HEADER = [
     "strategy",
+    "engine",
     "median ms",
     "p90 ms",
     "vs eager FP32",
@@ -35,7 +37,9 @@ async def bench(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]
         if args.compare is not None:
             chosen = result["decision"]["chosen"]
             eager = await manager.load_optimized_model(args.model_type, args.name, "none")
-            served = await manager.load_optimized_model(args.model_type, args.name, chosen)
+            # internal candidates (int8-static-qop, openvino-bf16...) are what auto serves
+            strategy = chosen if chosen in {o.value for o in Optimization} else "auto"
+            served = await manager.load_optimized_model(args.model_type, args.name, strategy)
             result["compare"] = str(compare_grid(eager, served, args.size or (256, 256), args.compare))
     if args.plot is not None:
         result["plot"] = str(plot(result, args.plot))
@@ -49,13 +53,16 @@ def rows(result: dict[str, Any]) -> list[list[str]]:
     for c in decision["candidates"]:
         served = "<- served" if c["name"] == decision["chosen"] else ""
         if c["error"]:
-            out.append([c["name"], "-", "-", "-", "-", "-", f"error: {c['error'][:50]}", "-", ""])
+            out.append(
+                [c["name"], c["backend"], "-", "-", "-", "-", "-", f"error: {c['error'][:50]}", "-", ""]
+            )
             continue
         size = "-" if c.get("size_bytes") is None else f"{c['size_bytes'] / 1e6:.2f} MB"
         gate = "pass" if c["passed"] else f"FAIL (<{c['min_psnr_db']:.0f})"
         out.append(
             [
                 c["name"],
+                c["backend"],
                 f"{c['median_ms']:.2f}",
                 f"{c['p90_ms']:.2f}",
                 f"{c['speedup']:.2f}x",

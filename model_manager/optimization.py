@@ -17,6 +17,8 @@ class Optimization(str, Enum):
     INT8_DYNAMIC = "int8-dynamic"
     INT8_STATIC = "int8-static"
     ONNX = "onnx"
+    OPENVINO = "openvino"  # FP32 or BF16 hint, whichever passes its gate faster (the openvino extra)
+    OPENVINO_INT8 = "openvino-int8"  # NNCF post-training INT8 (the openvino extra)
     TENSORRT = "tensorrt"
     TENSORRT_INT8 = "tensorrt-int8"
     QUANTIZE = "quantize"  # the seed's name: FP16 on CUDA, dynamic INT8 on a CPU

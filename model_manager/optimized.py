@@ -111,7 +111,8 @@ class OptimizedLoader:
     def _key(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> CacheKey:
         hw = self.hardware
         device = hw.gpu_key() if the_plan.device == "cuda" else {"kind": "cpu"}
-        if the_plan.measured:  # the decision depends on this CPU's speed
+        compiled_for_cpu = any(CANDIDATES[c].backend == "openvino" for c in the_plan.candidates)
+        if the_plan.measured or compiled_for_cpu:  # the decision (or a compiled blob) depends on this CPU
             device = hw.cpu_key()
         settings = self._settings(loaded, the_plan)
         return make_key(

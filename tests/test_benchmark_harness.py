@@ -41,3 +41,18 @@ def test_rows_and_table() -> None:
     assert table.splitlines()[0].startswith("| " + TABLE_HEADER[0])
     assert len(table.splitlines()) == 4
     assert {"cpu", "cores", "torch", "onnxruntime", "date"} <= set(machine_info())
+
+
+def test_count_macs_matches_the_formula_for_conv_deconv_and_linear() -> None:
+    """3x3 conv 4->8 on 1x4x10x12 = 8*10*12*4*9; a 2x2 stride-2 deconv and a linear add theirs."""
+    import torch
+    from torch import nn
+
+    from model_manager.optim.macs import count_macs
+
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ConvTranspose2d(8, 2, 2, stride=2))
+    x = torch.zeros(1, 4, 10, 12)
+    assert count_macs(net, [x]) == 8 * 10 * 12 * 4 * 9 + (8 * 10 * 12) * 2 * 4
+    grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+    assert count_macs(grouped, [torch.zeros(2, 8, 5, 5)]) == 2 * 8 * 5 * 5 * 2 * 9
+    assert count_macs(nn.Linear(16, 4), [torch.zeros(3, 16)]) == 3 * 4 * 16

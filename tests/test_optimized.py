@@ -36,7 +36,13 @@ def _checkpoint(tmp_path: Path, arch_id: str, seed: int = 0, name: str | None = 
     return path
 
 
+# These tests are about planning, caching and processes, not engines: OpenVINO's three candidates
+# (tested in test_openvino.py) would double every auto build here.
+NOT_OPENVINO = ("openvino", "openvino-bf16", "openvino-int8")
+
+
 def _config(tmp_path: Path, **kw) -> ModelConfig:
+    kw.setdefault("auto_exclude", NOT_OPENVINO)
     return ModelConfig(cache_dir=tmp_path / "cache", device="cpu", auto_time_budget_s=0.2, **kw)
 
 
@@ -167,7 +173,8 @@ _CHILD = textwrap.dedent("""
     from model_manager.samples import sample_batch
 
     async def main(cache, ckpt, out, n):
-        config = ModelConfig(cache_dir=cache, device="cpu", auto_time_budget_s=0.2)
+        config = ModelConfig(cache_dir=cache, device="cpu", auto_time_budget_s=0.2,
+                             auto_exclude=("openvino", "openvino-bf16", "openvino-int8"))
         async with ModelManager(config) as m:
             await m.register_checkpoint("super_resolution", "small", ckpt)
             runners = await asyncio.gather(*(m.load_optimized_model("super_resolution", "small", "auto")

@@ -155,21 +155,25 @@ def _time_together(
 
 
 def _single(plan: Plan, results: dict[str, CandidateResult]) -> Decision:
-    """An explicit strategy: served if it built and passed its gate, else an error."""
-    name = plan.candidates[0]
-    r = results[name]
+    """An explicit strategy: the fastest of its candidates that built and passed its gate, else an error."""
     choose(list(results.values()))  # fills in the speedups
-    if r.error:
-        raise EngineBuildError(f"building {name} failed: {r.error}")
-    if not r.passed:
+    mine = [results[n] for n in plan.candidates]
+    passed = sorted((r for r in mine if r.passed and not r.error), key=lambda r: r.median_ms or float("inf"))
+    if not passed:
+        r = mine[0]
+        if r.error:
+            raise EngineBuildError(f"building {r.name} failed: {r.error}")
         raise QualityGateError(
-            f"{name} reaches {r.psnr_db:.1f} dB against FP32, below its {r.min_psnr_db:.1f} dB gate; "
+            f"{r.name} reaches {r.psnr_db:.1f} dB against FP32, below its {r.min_psnr_db:.1f} dB gate; "
             "not served"
         )
-    reason = f"{name} was requested"
+    r = passed[0]
+    reason = f"{plan.requested} was requested"
+    if len(mine) > 1:
+        reason += f"; {r.name} was the fastest of {', '.join(x.name for x in mine)} that passed its gate"
     if r.speedup is not None and r.speedup < 1.0:
         reason += f" (note: {r.speedup:.2f}x eager FP32, i.e. slower)"
-    return Decision(name, reason, [x.to_dict() for x in results.values()])
+    return Decision(r.name, reason, [x.to_dict() for x in results.values()])
 
 
 def _info(descriptor: ModelDescriptor, name: str) -> RunnerInfo:

@@ -154,3 +154,16 @@ def _register_int8() -> None:
 
 
 _register_int8()
+
+
+def _register_openvino() -> None:
+    """OpenVINO candidates exist only where the extra is installed (checked without importing it)."""
+    from ..runners.ov_session import openvino_available
+
+    if openvino_available():
+        from . import openvino
+
+        openvino.register(register_candidate)
+
+
+_register_openvino()

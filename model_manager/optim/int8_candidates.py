@@ -50,7 +50,7 @@ def _fp32_onnx(module: nn.Module, descriptor: ModelDescriptor, tmp: Path, settin
     return preprocess_for_quantization(raw, tmp / "fp32.pre.onnx")
 
 
-def _calibration_size(descriptor: ModelDescriptor, settings: Any) -> tuple[int, int]:
+def calibration_size(descriptor: ModelDescriptor, settings: Any) -> tuple[int, int]:
     cap = max(CALIBRATION_MAX_SIDE, descriptor.size_multiple)
     return descriptor.fit_size(*(min(s, cap) for s in settings.opt_size))
 
@@ -66,7 +66,7 @@ def _static_builder(name: str) -> Callable[..., list[str]]:
             if not ranges.exists():  # one calibration serves both static formats
                 step(f"calibrate activation ranges ({recipe.method}, {CALIBRATION_SAMPLES} photo crops)")
                 data = sample_calibration_set(
-                    descriptor, _calibration_size(descriptor, settings), CALIBRATION_SAMPLES
+                    descriptor, calibration_size(descriptor, settings), CALIBRATION_SAMPLES
                 )
                 ranges_from_calibration(source, ArrayCalibrationReader(descriptor, data), recipe, ranges)
             step(f"write {FILES[name]}")
@@ -114,7 +114,7 @@ def _torch_int8_build(
     example = _example(descriptor)
     step("trace with torch.fx and insert observers")
     prepared = prepare_static(module, example)
-    data = sample_calibration_set(descriptor, _calibration_size(descriptor, settings), CALIBRATION_SAMPLES)
+    data = sample_calibration_set(descriptor, calibration_size(descriptor, settings), CALIBRATION_SAMPLES)
     step(f"calibrate observers on {CALIBRATION_SAMPLES} photo crops")
     state = calibrate_observed(prepared, [[torch.from_numpy(a) for a in item] for item in data], len(example))
     step(f"write {FILES['int8-torch']}")

@@ -17,7 +17,21 @@ from .hardware import Hardware
 
 # CPU candidates for auto, in order of preference when equally fast. The quantization issue adds
 # INT8 and BF16 candidates to the registry; whichever are registered take part.
-CPU_AUTO_ORDER = ("int8-static", "int8-static-qop", "int8-torch", "bf16", "int8-dynamic", "onnx", "none")
+CPU_AUTO_ORDER = (
+    "int8-static",
+    "int8-static-qop",
+    "int8-torch",
+    "openvino-int8",
+    "bf16",
+    "openvino-bf16",
+    "int8-dynamic",
+    "onnx",
+    "openvino",
+    "none",
+)
+# Candidates that run BF16 arithmetic: only planned where the CPU has it natively.
+BF16_CANDIDATES = ("bf16", "openvino-bf16")
+OPENVINO_EXTRA = "needs the openvino extra (pip install 'model_manager[openvino]')"
 BASELINE = "none"
 
 
@@ -57,8 +71,14 @@ def plan(requested: Optimization, hw: Hardware, available: Collection[str], devi
         raise StrategyUnavailableError(
             "bf16 needs a CPU with native BF16 (AVX-512 BF16 or AMX); this one would emulate it"
         )
+    if name.startswith("openvino") and name not in available:
+        raise StrategyUnavailableError(f"{name} {OPENVINO_EXTRA}" + (" and a CPU" if device != "cpu" else ""))
     if name not in available:
         raise StrategyUnavailableError(f"optimization {name!r} is not available on {device} in this build")
+    if name == "openvino" and hw.native_bf16 and "openvino-bf16" in available:
+        return Plan(
+            name, ("openvino", "openvino-bf16"), device, False, ("the faster of the f32 and bf16 hints",)
+        )
     return Plan(name, (name,), device, False)
 
 
@@ -67,9 +87,11 @@ def _plan_auto(hw: Hardware, available: Collection[str], device: str) -> Plan:
         return _plan_auto_cuda(hw, available)
     candidates = tuple(c for c in CPU_AUTO_ORDER if c in available)
     notes = []
-    if "bf16" in available and not hw.native_bf16:
-        candidates = tuple(c for c in candidates if c != "bf16")
+    if not hw.native_bf16 and any(c in available for c in BF16_CANDIDATES):
+        candidates = tuple(c for c in candidates if c not in BF16_CANDIDATES)
         notes.append("bf16 skipped: this CPU has no native BF16 (it would be emulated, slowly)")
+    if "openvino" not in available:
+        notes.append(f"OpenVINO not considered: it {OPENVINO_EXTRA}")
     return Plan("auto", candidates, "cpu", True, tuple(notes))
 
 

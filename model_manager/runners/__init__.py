@@ -2,6 +2,7 @@
 
 from .base import Runner, RunnerInfo
 from .ort_runner import OrtRunner
+from .ov_runner import OvRunner
 from .torch_runner import TorchRunner
 
-__all__ = ["OrtRunner", "Runner", "RunnerInfo", "TorchRunner"]
+__all__ = ["OrtRunner", "OvRunner", "Runner", "RunnerInfo", "TorchRunner"]
