@@ -1,0 +1,65 @@
+"""Where an OpenVINO CPU run spends its time, by operation type (OpenVINO's performance counters).
+
+    python scripts/ov_profile.py interpolation default --size 256 [--hint f32|bf16] [--runs 20]
+
+Exports the default model's verified FP32 ONNX, converts it to IR, compiles it with
+``PERF_COUNT=YES`` and prints the share of the real time per executed operation type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import openvino as ov
+
+from model_manager import ModelConfig, ModelManager
+from model_manager.optim.candidates import BuildSettings, onnx_from_torch
+from model_manager.optim.openvino import ir_from_onnx
+from model_manager.runners.ov_session import compile_config
+from model_manager.samples import sample_batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_type")
+    ap.add_argument("name")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--hint", choices=("f32", "bf16"), default="f32")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    module, descriptor = asyncio.run(_load(args.model_type, args.name))
+    size = descriptor.fit_size(args.size, args.size)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_from_torch(module, descriptor, Path(tmp), BuildSettings(opt_size=size))
+        ir_from_onnx(Path(tmp) / "model.onnx", Path(tmp) / "m.xml")
+        config = {**compile_config(args.hint, args.threads, None), "PERF_COUNT": "YES"}
+        compiled = ov.Core().compile_model(str(Path(tmp) / "m.xml"), "CPU", config)
+    request = compiled.create_infer_request()
+    inputs = sample_batch(descriptor, size, 1)
+    totals: Counter[str] = Counter()
+    for i in range(args.runs + 3):
+        request.infer(inputs)
+        if i >= 3:  # warm-up runs are not counted
+            for node in request.get_profiling_info():
+                totals[f"{node.node_type} ({node.exec_type})"] += node.real_time.total_seconds() * 1e3
+    whole = sum(totals.values())
+    label = f"{args.model_type}/{args.name} {size[0]}x{size[1]}, hint {args.hint}"
+    print(f"{label}: {whole / args.runs:.1f} ms per run")
+    for name, ms in totals.most_common(12):
+        print(f"  {100 * ms / whole:5.1f}%  {ms / args.runs:7.2f} ms  {name}")
+
+
+async def _load(model_type: str, name: str):
+    async with ModelManager(ModelConfig(device="cpu")) as m:
+        module = await m.load_real_model(model_type, name)
+        runner = await m.load_optimized_model(model_type, name, optimization="none")
+        return module, runner.descriptor
+
+
+if __name__ == "__main__":
+    main()
