@@ -57,7 +57,10 @@ class OptimizedLoader:
         available = available_candidates(device)
         if requested is Optimization.AUTO:
             available -= set(self.config.auto_exclude)
-        return plan(requested, self.hardware, available, device)
+        the_plan = plan(requested, self.hardware, available, device)
+        for note in the_plan.notes:  # every fallback is logged, and recorded in runner.info.notes
+            log.info("%s on %s: %s", requested.value, device, note)
+        return the_plan
 
     async def load(self, entry: ModelEntry, requested: Optimization) -> Runner:
         """Plan, then either run eager directly or go through the cache."""

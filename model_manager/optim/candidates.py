@@ -167,3 +167,16 @@ def _register_openvino() -> None:
 
 
 _register_openvino()
+
+
+def _register_tensorrt() -> None:
+    """TensorRT candidates exist only where ``tensorrt`` is installed (checked without importing it)."""
+    from ..runners.trt_session import tensorrt_available
+
+    if tensorrt_available():
+        from . import trt_candidates
+
+        trt_candidates.register(register_candidate)
+
+
+_register_tensorrt()

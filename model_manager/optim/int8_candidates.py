@@ -55,7 +55,7 @@ def calibration_size(descriptor: ModelDescriptor, settings: Any) -> tuple[int, i
     return descriptor.fit_size(*(min(s, cap) for s in settings.opt_size))
 
 
-def _static_builder(name: str) -> Callable[..., list[str]]:
+def static_builder(name: str) -> Callable[..., list[str]]:
     writer = qdq_from_onnx if name == "int8-static" else qoperator_from_onnx
 
     def build(module: nn.Module, descriptor: ModelDescriptor, folder: Path, settings: Any) -> list[str]:
@@ -147,7 +147,7 @@ def register(add: Callable[[Any], Any]) -> None:
             "onnxruntime",
             "int8",
             ("cpu", "cuda"),
-            _static_builder("int8-static"),
+            static_builder("int8-static"),
             _opener("int8-static"),
         )
     )
@@ -158,7 +158,7 @@ def register(add: Callable[[Any], Any]) -> None:
             "onnxruntime",
             "int8",
             ("cpu",),
-            _static_builder("int8-static-qop"),
+            static_builder("int8-static-qop"),
             _opener("int8-static-qop"),
         )
     )

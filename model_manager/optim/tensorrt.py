@@ -1,0 +1,340 @@
+"""TensorRT engines from ONNX, for TensorRT 10 and 11 (strongly typed: precision comes from the ONNX).
+
+``TensorRTOptimizer(config).optimize_from_onnx(onnx, engine, input_shapes)`` parses the ONNX,
+adds one optimization profile, builds a serialized engine under a progress bar and writes it with
+a JSON sidecar (TensorRT version, GPU, compute capability, profiles, precision, source ONNX
+SHA-256). There are no precision flags to set: an FP16 engine is built from the FP16 ONNX this
+project makes (``optim/onnx_fp16.py``), an INT8 engine from the calibrated Q/DQ ONNX the static
+quantizer makes for ONNX Runtime (one calibration serves CPU and GPU). On TensorRT 10 the network
+is created STRONGLY_TYPED so both versions behave alike. The timing cache lives beside the
+engines and is merged under a file lock, so concurrent builds only ever add to it.
+
+``load_engine`` checks the sidecar first: an engine built for another GPU or TensorRT version is
+reported (``engine_is_current``) and treated as a cache miss by callers, never deserialized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, SupportsInt
+
+from ..errors import BackendError, InvalidInputError
+from ..runners.trt_session import failure, import_tensorrt
+from .progress import step
+from .trt_profiles import InputProfile, Shape, profiles_from_shapes
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp16", "int8", "fp32"]
+HardwareCompat = Literal["none", "ampere_plus", "same_compute_capability"]
+SIDECAR_SUFFIX = ".json"
+TIMING_CACHE = "timing.cache"
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    """How engines are built; every field is part of the engine's cache key."""
+
+    precision: Precision = "fp16"
+    """What the ONNX given is: ``fp16`` (an FP16 ONNX), ``int8`` (a Q/DQ ONNX) or ``fp32``."""
+    workspace_bytes: int = 4 << 30
+    optimization_level: int = 3
+    """``builder_optimization_level`` 0..5: higher builds slower and may run faster."""
+    timing_cache: Path | None = None
+    """Defaults to ``timing.cache`` beside the engine."""
+    hardware_compatibility: HardwareCompat = "none"
+    version_compatible: bool = False
+    cuda_graph: bool = False
+    """TrtRunner captures a CUDA graph per fixed input shape."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp16", "int8", "fp32"):
+            raise InvalidInputError(f"precision must be fp16, int8 or fp32, got {self.precision!r}")
+        if not 0 <= self.optimization_level <= 5:
+            raise InvalidInputError(f"optimization_level must be in 0..5, got {self.optimization_level}")
+        if self.workspace_bytes < 1 << 20:
+            raise InvalidInputError(f"workspace_bytes must be >= 1 MiB, got {self.workspace_bytes}")
+        if self.hardware_compatibility not in ("none", "ampere_plus", "same_compute_capability"):
+            raise InvalidInputError(
+                "hardware_compatibility must be none, ampere_plus or same_compute_capability, "
+                f"got {self.hardware_compatibility!r}"
+            )
+
+    def key_fields(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timing_cache"] = None  # where the cache lives does not change the engine
+        return data
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def current_environment() -> dict[str, Any]:
+    """TensorRT version, GPU name and compute capability of this process (what an engine is bound to)."""
+    import torch
+
+    trt_version = getattr(import_tensorrt(), "__version__", None)
+    if not torch.cuda.is_available():
+        return {"tensorrt": trt_version, "gpu": None, "compute_capability": None}
+    major, minor = torch.cuda.get_device_capability()
+    return {
+        "tensorrt": trt_version,
+        "gpu": torch.cuda.get_device_name(),
+        "compute_capability": [major, minor],
+    }
+
+
+def make_sidecar(
+    onnx_path: Path, profiles: Sequence[InputProfile], config: TensorRTConfig, env: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What an engine was built from and for; the cache key and ``engine_is_current`` read it."""
+    return {
+        "format": 1,
+        "tensorrt": env.get("tensorrt"),
+        "gpu": env.get("gpu"),
+        "compute_capability": env.get("compute_capability"),
+        "precision": config.precision,
+        "profiles": {p.name: p.to_dict() for p in profiles},
+        "source_onnx_sha256": sha256_file(onnx_path),
+        "config": config.key_fields(),
+    }
+
+
+def engine_is_current(sidecar: Mapping[str, Any], env: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    """Whether an engine with this sidecar can run here, and if not, why (one reason per field)."""
+    reasons = []
+    for field_ in ("tensorrt", "gpu", "compute_capability"):
+        if sidecar.get(field_) != env.get(field_):
+            reasons.append(f"built for {field_} {sidecar.get(field_)!r}, this is {env.get(field_)!r}")
+    if sidecar.get("config", {}).get("hardware_compatibility", "none") != "none":
+        reasons = [r for r in reasons if not r.startswith("built for gpu")]  # portable across GPUs
+    return not reasons, reasons
+
+
+def read_sidecar(engine_path: Path) -> dict[str, Any]:
+    path = engine_path.with_suffix(engine_path.suffix + SIDECAR_SUFFIX)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"expected an engine sidecar at {path}, got {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"expected a JSON object in {path}, got {type(data).__name__}")
+    return data
+
+
+class TensorRTOptimizer:
+    """Builds, loads and times TensorRT engines (the seed's API, on TensorRT 10 / 11)."""
+
+    def __init__(self, config: TensorRTConfig | None = None) -> None:
+        self.config = config or TensorRTConfig()
+
+    def optimize_from_onnx(
+        self,
+        onnx_path: str | Path,
+        engine_path: str | Path,
+        input_shapes: Mapping[str, tuple[Shape, Shape, Shape] | Shape] | Sequence[InputProfile],
+    ) -> dict[str, Any]:
+        """Build ``engine_path`` (+ sidecar) from ``onnx_path`` with one profile; return the metadata."""
+        onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+        if not onnx_path.is_file():
+            raise InvalidInputError(f"expected an ONNX file, but {str(onnx_path)!r} does not exist")
+        profiles = _as_profiles(input_shapes)
+        started = time.perf_counter()
+        plan = self._build(onnx_path, profiles, engine_path.parent)
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(engine_path, plan)
+        sidecar = make_sidecar(onnx_path, profiles, self.config, current_environment())
+        sidecar["build_seconds"] = round(time.perf_counter() - started, 3)
+        sidecar["engine_bytes"] = len(plan)
+        _write_atomic(
+            engine_path.with_suffix(engine_path.suffix + SIDECAR_SUFFIX), json.dumps(sidecar).encode()
+        )
+        log.info("built %s in %.1f s (%d bytes)", engine_path, sidecar["build_seconds"], len(plan))
+        return sidecar
+
+    def _build(self, onnx_path: Path, profiles: Sequence[InputProfile], folder: Path) -> bytes:
+        import tensorrt as trt
+
+        from ..runners.trt_session import make_logger
+
+        logger = make_logger()
+        builder = trt.Builder(logger)
+        network = builder.create_network(_network_flags())
+        parser = trt.OnnxParser(network, logger)
+        step(f"parse {onnx_path.name}")
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+            raise BackendError(f"tensorrt could not parse {onnx_path.name}: {errors}")
+        config = self._builder_config(builder, network, profiles)
+        cache_path = self.config.timing_cache or folder / TIMING_CACHE
+        cache = config.create_timing_cache(_read_bytes(cache_path))
+        config.set_timing_cache(cache, False)
+        config.progress_monitor = make_progress_monitor()
+        step(f"build the {self.config.precision} engine (minutes: TensorRT times every tactic)")
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise failure(f"build an engine from {onnx_path.name}", logger)
+        merge_timing_cache(config, cache_path)
+        return bytes(plan)
+
+    def _builder_config(
+        self, builder: trt.Builder, network: trt.INetworkDefinition, profiles: Sequence[InputProfile]
+    ) -> trt.IBuilderConfig:
+        import tensorrt as trt
+
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.config.workspace_bytes)
+        config.builder_optimization_level = self.config.optimization_level
+        if self.config.hardware_compatibility != "none":
+            config.hardware_compatibility_level = getattr(
+                trt.HardwareCompatibilityLevel, self.config.hardware_compatibility.upper()
+            )
+        if self.config.version_compatible:
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        profile = builder.create_optimization_profile()
+        names = [network.get_input(i).name for i in range(network.num_inputs)]
+        by_name = {p.name: p for p in profiles}
+        if sorted(names) != sorted(by_name):
+            raise InvalidInputError(
+                f"expected a profile for each network input {names}, got {sorted(by_name)}"
+            )
+        for name in names:
+            p = by_name[name]
+            profile.set_shape(name, p.min, p.opt, p.max)
+        if config.add_optimization_profile(profile) < 0:
+            raise BackendError(f"tensorrt rejected the profile {[p.describe() for p in profiles]}")
+        return config
+
+    def load_engine(self, engine_path: str | Path) -> trt.ICudaEngine:
+        """Deserialize an engine after checking its sidecar against this GPU and TensorRT."""
+        from ..runners.trt_session import deserialize_engine
+
+        engine_path = Path(engine_path)
+        ok, reasons = engine_is_current(read_sidecar(engine_path), current_environment())
+        if not ok:
+            raise BackendError(f"{engine_path.name} cannot run here: " + "; ".join(reasons))
+        engine: trt.ICudaEngine = deserialize_engine(str(engine_path), self.config.version_compatible)
+        return engine
+
+    def benchmark_engine(
+        self, engine_path: str | Path, test_input: Any, num_iterations: int = 100
+    ) -> dict[str, Any]:
+        """Median / p90 latency (CUDA events, the one harness) of the engine on ``test_input``."""
+        from ..runners.trt_runner import TrtRunner
+        from .benchmark import benchmark
+
+        runner = TrtRunner.from_engine(Path(engine_path))
+        try:
+            result = benchmark(
+                lambda: runner(test_input), label=Path(engine_path).name, iterations=num_iterations, cuda=True
+            )
+        finally:
+            runner.close()
+        return {
+            **result.to_dict(),
+            "average_time_ms": result.mean_ms,
+            "throughput_fps": result.throughput_per_s,
+        }
+
+
+def _as_profiles(
+    value: Mapping[str, tuple[Shape, Shape, Shape] | Shape] | Sequence[InputProfile],
+) -> list[InputProfile]:
+    if isinstance(value, Mapping):
+        return profiles_from_shapes(value)
+    profiles = [p for p in value if isinstance(p, InputProfile)]
+    if len(profiles) != len(value):
+        raise InvalidInputError(f"expected InputProfile items or a mapping of shapes, got {value!r}")
+    return profiles
+
+
+def _network_flags() -> int:
+    """STRONGLY_TYPED on TensorRT 10 (on 11 it is always on and the flag is ignored)."""
+    import tensorrt as trt
+
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def make_progress_monitor() -> trt.IProgressMonitor:
+    """An IProgressMonitor that reports each build phase as a build step (and to the progress bar)."""
+    import tensorrt as trt
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: SupportsInt) -> None:
+            step(f"{phase_name} ({int(num_steps)} steps)")
+
+        def step_complete(self, phase_name: str, step_index: SupportsInt) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            log.debug("tensorrt phase done: %s", phase_name)
+
+    return Monitor()
+
+
+def merge_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Combine this build's timing cache into the one on disk, under a file lock, atomically."""
+    from filelock import FileLock
+
+    ours = config.get_timing_cache()
+    with FileLock(str(path) + ".lock", mode=0o600):
+        merged = config.create_timing_cache(_read_bytes(path))
+        if not merged.combine(ours, False):
+            log.warning("timing cache %s is from another TensorRT version; replacing it", path)
+            merged = ours
+        _write_atomic(path, bytes(merged.serialize()))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _convenience(model_type: str) -> Any:
+    def optimize(
+        model: Any,
+        engine_path: str | Path,
+        config: TensorRTConfig | None = None,
+        opt_size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        from .trt_candidates import engine_from_module
+
+        return engine_from_module(model, model_type, Path(engine_path), config or TensorRTConfig(), opt_size)
+
+    optimize.__doc__ = (
+        f"Export a {model_type} network to ONNX (FP16 / Q/DQ as configured) and build its engine."
+    )
+    return optimize
+
+
+optimize_style_transfer_tensorrt = _convenience("style_transfer")
+optimize_super_resolution_tensorrt = _convenience("super_resolution")
+optimize_interpolation_tensorrt = _convenience("interpolation")

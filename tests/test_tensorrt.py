@@ -1,0 +1,200 @@
+"""TensorRT path: what runs without a GPU, and the GPU tests (marked ``gpu``) for a machine that has one.
+
+On this CPU machine: profile derivation and validation, the engine sidecar and when an engine is
+current, the config checks, the CUDA fallback chain's recorded and logged reasons (with a
+*described* GPU: the tests say so), and that nothing breaks or registers without TensorRT. FP16
+ONNX conversion quality is in test_onnx_fp16.py. The ``gpu`` tests build and run real engines;
+they are skipped where CUDA or TensorRT is absent (scripts/gpu_check.sh runs them).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_manager import ModelConfig, Optimization
+from model_manager.cache import ArtifactCache
+from model_manager.errors import BackendUnavailableError, InvalidInputError, StrategyUnavailableError
+from model_manager.models import all_architectures
+from model_manager.optim.candidates import CANDIDATES, BuildSettings, onnx_from_torch
+from model_manager.optim.hardware import Hardware
+from model_manager.optim.tensorrt import (
+    TensorRTConfig,
+    TensorRTOptimizer,
+    engine_is_current,
+    make_sidecar,
+)
+from model_manager.optim.trt_profiles import (
+    InputProfile,
+    clamp_opt,
+    profiles_from_descriptor,
+    profiles_from_shapes,
+)
+from model_manager.optimized import OptimizedLoader
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+gpu = pytest.mark.gpu
+needs_gpu_and_trt = pytest.mark.skipif(
+    not (torch.cuda.is_available() and HAS_TRT), reason="needs a CUDA GPU and the tensorrt package"
+)
+H200 = {"tensorrt": "11.4.0.106", "gpu": "NVIDIA H200", "compute_capability": [9, 0]}
+
+
+@pytest.mark.parametrize("arch_id", ["ESPCN", "TransformerNet", "IFNet"])
+def test_profiles_come_from_the_descriptor_with_opt_inside_min_max(arch_id: str) -> None:
+    """One profile per input, in the descriptor's order; an opt outside min..max is clamped and said."""
+    descriptor = all_architectures()[arch_id].create().descriptor
+    profiles, notes = profiles_from_descriptor(descriptor)
+    assert [p.name for p in profiles] == [s.name for s in descriptor.inputs] and notes == []
+    first = descriptor.inputs[0].name
+    huge = (1, 3, 100_000, 100_000)
+    clamped, notes = profiles_from_descriptor(descriptor, {first: huge})
+    assert clamped[0].opt[-2:] == clamped[0].max[-2:] and len(notes) == 1 and "clamped" in notes[0]
+
+
+def test_a_profile_says_what_was_expected_and_what_came() -> None:
+    """min <= opt <= max per dimension and one rank, or an InvalidInputError quoting the shapes."""
+    with pytest.raises(InvalidInputError, match=r"1 <= min <= opt <= max.*opt \(1, 3, 8, 8\)"):
+        InputProfile("input", (1, 3, 16, 16), (1, 3, 8, 8), (1, 3, 32, 32))
+    with pytest.raises(InvalidInputError, match="one rank"):
+        InputProfile("input", (1, 3, 16), (1, 3, 16, 16), (1, 3, 32, 32))
+    p, note = clamp_opt("input", (1, 3, 16, 16), (1, 3, 64, 8), (1, 3, 32, 32))
+    assert p.opt == (1, 3, 32, 16) and note and "(1, 3, 64, 8)" in note
+    assert p.accepts((1, 3, 20, 30)) and not p.accepts((1, 3, 40, 30)) and not p.accepts((1, 3, 20))
+
+
+def test_input_shapes_in_the_seed_form() -> None:
+    """``{name: (min, opt, max)}`` or ``{name: shape}`` (fixed); anything else is named."""
+    fixed, ranged = profiles_from_shapes(
+        {"a": (1, 3, 64, 64), "b": ((1, 3, 16, 16), (1, 3, 64, 64), (2, 3, 128, 128))}
+    )
+    assert fixed.min == fixed.max == (1, 3, 64, 64) and ranged.max == (2, 3, 128, 128)
+    with pytest.raises(InvalidInputError, match="expected \\(min, opt, max\\)"):
+        profiles_from_shapes({"a": ((1, 3, 8, 8), (1, 3, 8, 8))})
+    with pytest.raises(InvalidInputError, match="at least one input"):
+        profiles_from_shapes({})
+
+
+def test_the_sidecar_records_what_the_engine_is_bound_to(tmp_path: Path) -> None:
+    """TensorRT version, GPU, capability, profiles, precision, the source ONNX hash and the config."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not really onnx, only hashed")
+    profile = InputProfile("input", (1, 3, 8, 8), (1, 3, 64, 64), (4, 3, 256, 256))
+    sidecar = make_sidecar(onnx, [profile], TensorRTConfig("fp16"), H200)
+    assert sidecar["tensorrt"] == "11.4.0.106" and sidecar["compute_capability"] == [9, 0]
+    assert sidecar["profiles"] == {
+        "input": {"min": [1, 3, 8, 8], "opt": [1, 3, 64, 64], "max": [4, 3, 256, 256]}
+    }
+    assert sidecar["precision"] == "fp16" and len(sidecar["source_onnx_sha256"]) == 64
+    assert sidecar["config"]["timing_cache"] is None  # where the timing cache lives is not part of it
+
+
+def test_an_engine_for_another_gpu_or_tensorrt_is_not_current() -> None:
+    """Each differing field is a reason; a hardware-compatible engine ignores the GPU name only."""
+    sidecar = {**H200, "config": {"hardware_compatibility": "none"}}
+    assert engine_is_current(sidecar, H200) == (True, [])
+    ok, reasons = engine_is_current(sidecar, {**H200, "tensorrt": "10.13.0", "gpu": "NVIDIA L4"})
+    assert not ok and len(reasons) == 2 and any("10.13.0" in r for r in reasons)
+    portable = {**sidecar, "config": {"hardware_compatibility": "ampere_plus"}}
+    assert engine_is_current(portable, {**H200, "gpu": "NVIDIA H100"}) == (True, [])
+
+
+def test_the_config_refuses_what_tensorrt_would() -> None:
+    """Precision, optimization level, workspace and hardware compatibility are checked on creation."""
+    for bad, match in [
+        ({"precision": "int4"}, "precision"),
+        ({"optimization_level": 7}, "optimization_level"),
+        ({"workspace_bytes": 10}, "workspace_bytes"),
+        ({"hardware_compatibility": "turing"}, "hardware_compatibility"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            TensorRTConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_cuda_fallback_reasons_are_recorded_and_logged_with_a_described_gpu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No GPU here: a described H200 without TensorRT or onnxruntime-gpu plans PyTorch FP16, and says why."""
+    hw = Hardware(cuda=True, gpu_name="NVIDIA H200", capability=(9, 0), tensorrt=False)
+    loader = OptimizedLoader(ModelConfig(cache_dir=tmp_path, device="cuda"), ArtifactCache(tmp_path), hw)
+    with caplog.at_level(logging.INFO, logger="model_manager.optimized"):
+        the_plan = loader.plan_for(Optimization.AUTO)
+    assert the_plan.candidates == ("fp16",)
+    assert any("TensorRT not used" in n for n in the_plan.notes)
+    assert any("CUDAExecutionProvider" in n for n in the_plan.notes)
+    assert "TensorRT not used" in caplog.text and "CUDAExecutionProvider" in caplog.text
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the machine without tensorrt")
+def test_without_tensorrt_nothing_registers_and_the_errors_name_the_extra(tmp_path: Path) -> None:
+    """No TensorRT candidates; importing it through the library names the extra; plans say why."""
+    from model_manager.optim.strategy import plan
+    from model_manager.runners.trt_session import import_tensorrt
+
+    assert not {"tensorrt", "tensorrt-int8"} & set(CANDIDATES)
+    with pytest.raises(BackendUnavailableError, match=r"model_manager\[tensorrt\]"):
+        import_tensorrt()
+    with pytest.raises(StrategyUnavailableError, match="CUDA GPU"):
+        plan(Optimization.TENSORRT, Hardware(cuda=False), set(CANDIDATES), "cpu")
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        TensorRTOptimizer().optimize_from_onnx(
+            tmp_path / "missing.onnx", tmp_path / "m.engine", {"x": (1, 3, 8, 8)}
+        )
+
+
+# -- on a GPU with TensorRT ----------------------------------------------------------------------
+
+
+def _espcn_engine(tmp_path: Path, precision: str = "fp16") -> tuple[object, Path]:
+    from model_manager.optim.onnx_fp16 import fp16_onnx_from_onnx
+    from model_manager.optim.trt_candidates import engine_from_onnx
+
+    loaded = all_architectures()["ESPCN"].create()
+    onnx_from_torch(loaded.module, loaded.descriptor, tmp_path, BuildSettings(opt_size=(64, 64)))
+    fp16_onnx_from_onnx(tmp_path / "model.onnx", tmp_path / "model.fp16.onnx")
+    engine_from_onnx(
+        tmp_path / "model.fp16.onnx", loaded.descriptor, tmp_path, TensorRTConfig(precision), (64, 64)
+    )  # type: ignore[arg-type]
+    return loaded, tmp_path / "model.engine"
+
+
+@gpu
+@needs_gpu_and_trt
+def test_an_fp16_engine_runs_behind_the_runner_contract(tmp_path: Path) -> None:
+    """numpy in -> numpy out; CUDA tensor in stays on the device; >= 40 dB vs FP32; profile errors named."""
+    from model_manager.optim.quality import compare
+    from model_manager.runners import RunnerInfo
+    from model_manager.runners.trt_runner import TrtRunner
+    from model_manager.samples import sample_batch
+
+    loaded, engine = _espcn_engine(tmp_path)
+    info = RunnerInfo("super_resolution", "espcn", "tensorrt", "tensorrt", "cuda", "fp16")
+    runner = TrtRunner(engine, loaded.descriptor, info)  # type: ignore[attr-defined]
+    (x,) = sample_batch(loaded.descriptor, (48, 80))  # type: ignore[attr-defined]
+    out = runner(x)
+    with torch.no_grad():
+        ref = loaded.module(torch.from_numpy(x)).numpy()  # type: ignore[attr-defined]
+    assert isinstance(out, np.ndarray) and compare(ref, out, (0.0, 1.0)).psnr_db >= 40.0
+    on_device = runner(torch.from_numpy(x).cuda())
+    assert on_device.is_cuda and torch.allclose(on_device.cpu(), torch.from_numpy(out), atol=1e-3)
+    with pytest.raises(InvalidInputError, match="outside the engine's profile"):
+        runner(np.zeros((8, 3, 64, 64), np.float32))
+    graphed = TrtRunner(engine, loaded.descriptor, info, cuda_graph=True)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(graphed(x), out, atol=1e-3)
+
+
+@gpu
+@needs_gpu_and_trt
+def test_engines_load_when_current_and_time_with_cuda_events(tmp_path: Path) -> None:
+    """load_engine deserializes a current engine; benchmark_engine reports median and p90."""
+    _loaded, engine = _espcn_engine(tmp_path)
+    optimizer = TensorRTOptimizer()
+    assert optimizer.load_engine(engine) is not None
+    stats = optimizer.benchmark_engine(engine, np.random.rand(1, 3, 64, 64).astype(np.float32), 20)
+    assert stats["median_ms"] > 0 and stats["p90_ms"] >= stats["median_ms"]
+    assert (tmp_path / "timing.cache").stat().st_size > 0
