@@ -147,6 +147,17 @@ def test_without_tensorrt_nothing_registers_and_the_errors_name_the_extra(tmp_pa
         )
 
 
+@pytest.mark.skipif(HAS_TRT, reason="checks the machine without tensorrt")
+def test_the_convenience_functions_export_then_stop_at_the_missing_extra(tmp_path: Path) -> None:
+    """Real export and FP16 conversion run; the engine build raises BackendUnavailableError, nothing written."""
+    from model_manager.optim.tensorrt import optimize_super_resolution_tensorrt
+
+    module = all_architectures()["ESPCN"].create().module
+    with pytest.raises(BackendUnavailableError, match=r"model_manager\[tensorrt\]"):
+        optimize_super_resolution_tensorrt(module, tmp_path / "sr.engine", opt_size=(64, 64))
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- on a GPU with TensorRT ----------------------------------------------------------------------
 
 

@@ -169,6 +169,7 @@ class TensorRTOptimizer:
         return sidecar
 
     def _build(self, onnx_path: Path, profiles: Sequence[InputProfile], folder: Path) -> bytes:
+        import_tensorrt()  # BackendUnavailableError naming the extra, not a bare ImportError
         import tensorrt as trt
 
         from ..runners.trt_session import make_logger

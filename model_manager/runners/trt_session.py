@@ -70,6 +70,7 @@ def failure(what: str, logger: Any) -> BackendError:
 
 def deserialize_engine(path: str, allow_host_code: bool = False) -> Any:
     """A deserialized ICudaEngine (the caller has checked its sidecar), or BackendError."""
+    import_tensorrt()
     import tensorrt as trt
 
     logger = make_logger()
