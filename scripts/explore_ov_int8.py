@@ -11,7 +11,6 @@ PSNR against FP32 on the held-out photos at the build's size. The chosen recipes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import tempfile
 from pathlib import Path
@@ -19,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_manager import ModelConfig, ModelManager
 from model_manager.optim.calibration import sample_calibration_set
 from model_manager.optim.candidates import BuildSettings, export_inputs, onnx_from_torch
 from model_manager.optim.int8_candidates import CALIBRATION_SAMPLES, calibration_size
 from model_manager.optim.openvino import OvInt8Recipe, int8_ir_from_ir, ir_from_onnx
 from model_manager.optim.quality import compare
+from model_manager.registry import ModelRegistry
 from model_manager.runners import OvRunner, RunnerInfo
 
 
@@ -44,8 +43,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    loaded = asyncio.run(_load(args.model_type, args.name))
-    module, descriptor = loaded
+    loaded = ModelRegistry.with_builtins().get(args.model_type, args.name).load()
+    module, descriptor = loaded.module, loaded.descriptor
     settings = BuildSettings(opt_size=descriptor.profile.opt[descriptor.inputs[0].name][-2:])
     inputs = [t.numpy() for t in export_inputs(descriptor, settings)]
     with torch.no_grad():
@@ -75,13 +74,6 @@ def main() -> None:
                 runner = OvRunner(out_xml, descriptor, info, num_threads=args.threads)
                 q = compare(reference, np.asarray(runner(*inputs)), descriptor.output.value_range)
                 print(f"{preset:12} {', '.join(scope) or '-':60} {q.psnr_db:.2f}")
-
-
-async def _load(model_type: str, name: str):
-    async with ModelManager(ModelConfig(device="cpu")) as m:
-        module = await m.load_real_model(model_type, name)
-        runner = await m.load_optimized_model(model_type, name, optimization="none")
-        return module, runner.descriptor
 
 
 if __name__ == "__main__":

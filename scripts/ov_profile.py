@@ -9,16 +9,15 @@ Exports the default model's verified FP32 ONNX, converts it to IR, compiles it w
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import openvino as ov
 
-from model_manager import ModelConfig, ModelManager
 from model_manager.optim.candidates import BuildSettings, onnx_from_torch
 from model_manager.optim.openvino import ir_from_onnx
+from model_manager.registry import ModelRegistry
 from model_manager.runners.ov_session import compile_config
 from model_manager.samples import sample_batch
 
@@ -32,7 +31,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    module, descriptor = asyncio.run(_load(args.model_type, args.name))
+    loaded = ModelRegistry.with_builtins().get(args.model_type, args.name).load()
+    module, descriptor = loaded.module, loaded.descriptor
     size = descriptor.fit_size(args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_from_torch(module, descriptor, Path(tmp), BuildSettings(opt_size=size))
@@ -52,13 +52,6 @@ def main() -> None:
     print(f"{label}: {whole / args.runs:.1f} ms per run")
     for name, ms in totals.most_common(12):
         print(f"  {100 * ms / whole:5.1f}%  {ms / args.runs:7.2f} ms  {name}")
-
-
-async def _load(model_type: str, name: str):
-    async with ModelManager(ModelConfig(device="cpu")) as m:
-        module = await m.load_real_model(model_type, name)
-        runner = await m.load_optimized_model(model_type, name, optimization="none")
-        return module, runner.descriptor
 
 
 if __name__ == "__main__":

@@ -38,6 +38,19 @@ def _config(tmp_path: Path, **kw) -> ModelConfig:
     )
 
 
+def run_child(script: str, cache: Path) -> dict:
+    """Run ``script`` in a fresh Python with ``cache``; its last stdout line is JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _held_out_inputs(descriptor, size=(72, 96)) -> list[np.ndarray]:
     """Inputs cut from the photos at a size the build never saw (the build uses the profile's opt)."""
     return sample_batch(descriptor, descriptor.fit_size(*size), 1)
@@ -109,15 +122,8 @@ async def test_the_ir_and_its_compiled_blob_round_trip_through_the_cache(tmp_pat
     assert {"model.ov-int8.xml", "model.ov-int8.bin"} <= names and any(n.endswith(".blob") for n in names)
     assert manifest["key"]["versions"]["openvino"] and manifest["key"]["versions"]["nncf"]
     before = sorted(p.name for p in entry.iterdir())
-    proc = subprocess.run(
-        [sys.executable, "-c", _SECOND, str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert before == sorted([*names, "manifest.json"]), "opening wrote files the manifest does not list"
+    second = run_child(_SECOND, tmp_path / "cache")
     assert second["hit"] is True and abs(second["checksum"] - float(y.sum())) < 1e-3
     assert sorted(p.name for p in entry.iterdir()) == before, "the second process recompiled"
 
@@ -151,15 +157,7 @@ _WITHOUT = textwrap.dedent("""
 
 def test_auto_without_the_extra_changes_nothing_and_names_the_extra(tmp_path: Path) -> None:
     """openvino blocked: no OpenVINO candidate, auto still serves, the explicit strategy names the extra."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _WITHOUT, str(tmp_path / "cache")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report = run_child(_WITHOUT, tmp_path / "cache")
     assert not any(n.startswith("openvino") for n in report["registered"] + report["candidates"])
     assert report["shape"] == [1, 3, 64, 64]
     assert report["error"] and "pip install 'model_manager[openvino]'" in report["error"]

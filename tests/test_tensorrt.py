@@ -32,6 +32,7 @@ from model_manager.optim.tensorrt import (
 from model_manager.optim.trt_profiles import (
     InputProfile,
     clamp_opt,
+    opt_at_size,
     profiles_from_descriptor,
     profiles_from_shapes,
 )
@@ -55,6 +56,15 @@ def test_profiles_come_from_the_descriptor_with_opt_inside_min_max(arch_id: str)
     huge = (1, 3, 100_000, 100_000)
     clamped, notes = profiles_from_descriptor(descriptor, {first: huge})
     assert clamped[0].opt[-2:] == clamped[0].max[-2:] and len(notes) == 1 and "clamped" in notes[0]
+
+
+def test_the_opt_shape_follows_the_build_size_for_image_inputs_only() -> None:
+    """IFNet: both frames get the build's H / W; the timestep keeps its (N, 1, 1, 1) shape."""
+    descriptor = all_architectures()["IFNet"].create().descriptor
+    opt = opt_at_size(descriptor, (96, 128))
+    assert opt["img0"][-2:] == opt["img1"][-2:] == (96, 128) and opt["timestep"][1:] == (1, 1, 1)
+    profiles, _notes = profiles_from_descriptor(descriptor, opt)
+    assert all(p.min <= p.opt <= p.max for p in profiles)
 
 
 def test_a_profile_says_what_was_expected_and_what_came() -> None:

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..descriptor import ModelDescriptor
 from ..runners import OvRunner, Runner
-from ..runners.ov_session import PrecisionHint, compile_config, import_openvino, ov_errors
+from ..runners.ov_session import PrecisionHint, compile_model, import_openvino, ov_errors
 from .calibration import sample_calibration_set
 from .progress import step
 
@@ -116,13 +116,8 @@ def _nncf_quiet() -> Iterator[None]:
 
 def compiled_blob(folder: Path, xml: str, hint: PrecisionHint, num_threads: int | None) -> list[str]:
     """Compile ``xml`` once with ``CACHE_DIR=folder`` and return the blob file(s) it wrote."""
-    ov = import_openvino()
     before = set(folder.glob("*.blob"))
-    with ov_errors(f"compile {xml}"):
-        core = ov.Core()
-        core.compile_model(
-            core.read_model(str(folder / xml)), "CPU", compile_config(hint, num_threads, folder)
-        )
+    compile_model(folder / xml, hint, num_threads, folder)
     return sorted(p.name for p in set(folder.glob("*.blob")) - before)
 
 

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
@@ -54,9 +54,6 @@ class TensorRTConfig:
     """Defaults to ``timing.cache`` beside the engine."""
     hardware_compatibility: HardwareCompat = "none"
     version_compatible: bool = False
-    cuda_graph: bool = False
-    """TrtRunner captures a CUDA graph per fixed input shape."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp16", "int8", "fp32"):

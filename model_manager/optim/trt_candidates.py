@@ -20,7 +20,7 @@ from ..descriptor import ModelDescriptor
 from ..runners import Runner
 from .progress import step
 from .tensorrt import SIDECAR_SUFFIX, TensorRTConfig, TensorRTOptimizer
-from .trt_profiles import profiles_from_descriptor
+from .trt_profiles import opt_at_size, profiles_from_descriptor
 
 ENGINE = "model.engine"
 
@@ -33,16 +33,7 @@ def engine_from_onnx(
     opt_size: tuple[int, int],
 ) -> list[str]:
     """Build ``model.engine`` (+ sidecar) in ``folder`` with the descriptor's profile at ``opt_size``."""
-    opt = (
-        {
-            s.name: (*descriptor.profile.opt[s.name][:-2], *opt_size)
-            if s.kind == "image"
-            else descriptor.profile.opt[s.name]
-            for s in descriptor.inputs
-        }
-        if descriptor.profile
-        else None
-    )
+    opt = opt_at_size(descriptor, opt_size)
     profiles, notes = profiles_from_descriptor(descriptor, opt)
     for note in notes:
         step(note)

@@ -58,6 +58,17 @@ def clamp_opt(name: str, lo: Shape, opt: Shape, hi: Shape) -> tuple[InputProfile
     return InputProfile(name, tuple(lo), fixed, tuple(hi)), note
 
 
+def opt_at_size(descriptor: ModelDescriptor, size: tuple[int, int]) -> dict[str, Shape]:
+    """The descriptor's opt shapes with every image input's H / W set to ``size``."""
+    if descriptor.profile is None:
+        return {}
+    opt = descriptor.profile.opt
+    return {
+        s.name: (*opt[s.name][:-2], *size) if s.kind == "image" else tuple(opt[s.name])
+        for s in descriptor.inputs
+    }
+
+
 def profiles_from_descriptor(
     descriptor: ModelDescriptor, opt: Mapping[str, Shape] | None = None
 ) -> tuple[list[InputProfile], list[str]]:

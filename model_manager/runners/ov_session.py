@@ -57,13 +57,21 @@ def compile_config(hint: PrecisionHint, num_threads: int | None, cache_dir: Path
 def compile_model(
     xml: Path, hint: PrecisionHint, num_threads: int | None = None, cache_dir: Path | None = None
 ) -> Any:
-    """A CompiledModel of the IR at ``xml`` for the CPU."""
+    """A CompiledModel of the IR at ``xml`` for the CPU.
+
+    Compiled from the read model, not the path: OpenVINO keys a path compile's cached blob by the
+    path, so a blob written in a build's temporary folder would miss once the folder is renamed
+    into place (and a new blob would be written into the published entry); a model compile is
+    keyed by the model's content.
+    """
     ov = import_openvino()
     if not Path(xml).is_file():
         raise InvalidInputError(f"expected an OpenVINO IR file, but {str(xml)!r} does not exist")
     with ov_errors(f"compile {Path(xml).name}"):
         core = ov.Core()
-        return core.compile_model(str(xml), "CPU", compile_config(hint, num_threads, cache_dir))
+        return core.compile_model(
+            core.read_model(str(xml)), "CPU", compile_config(hint, num_threads, cache_dir)
+        )
 
 
 @contextmanager
