@@ -1,6 +1,6 @@
 """Every CPU engine and strategy x every embedded default model at two sizes, each in a fresh process.
 
-Builds all candidates the way ``auto`` does (``optim.build.build_plan``: ONNX Runtime FP32,
+Builds all candidates the way ``auto`` does (``optim.build_plan.build_plan``: ONNX Runtime FP32,
 dynamic INT8, one calibration -> static Q/DQ and QOperator, PyTorch FX INT8, BF16 autocast,
 OpenVINO FP32 / BF16-hint / NNCF INT8 where the extra is installed, eager FP32), checks each
 against eager FP32 on real sample photos, and times them together (blocked interleaving, the one
@@ -28,19 +28,21 @@ def run_case(model_type: str, name: str, size: int, budget: float) -> dict[str, 
     """Build and measure one (model, size) in this process (called in a fresh child)."""
     import torch
 
-    from model_manager.optim.build import build_plan
-    from model_manager.optim.candidates import BuildSettings, available_candidates, export_inputs
+    from model_manager import Optimization
+    from model_manager.optim.build_plan import build_plan
+    from model_manager.optim.candidates.registry import available_candidates
     from model_manager.optim.hardware import probe_hardware
+    from model_manager.optim.intermediates import export_inputs
     from model_manager.optim.macs import count_macs
-    from model_manager.optim.strategy import plan
-    from model_manager.optimization import Optimization
+    from model_manager.optim.planner import plan
+    from model_manager.optim.settings import BuildSettings
     from model_manager.registry import ModelRegistry
 
     torch.set_num_threads(2)
     entry = ModelRegistry.with_builtins().get(model_type, name)
     loaded = entry.load()
     the_plan = plan(Optimization.AUTO, probe_hardware(), available_candidates("cpu"), "cpu")
-    settings = BuildSettings(time_budget_s=budget, opt_size=(size, size), num_threads=2)
+    settings = BuildSettings(time_budget_s=budget, opt_size=(size, size), num_threads=2, time_failed=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = build_plan(loaded.module, loaded.descriptor, the_plan, Path(tmp), settings)
         sizes = {f: (Path(tmp) / f).stat().st_size for f in out.files}

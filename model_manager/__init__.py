@@ -3,39 +3,105 @@
 Public names only; heavy optional backends (TensorRT, OpenVINO, PyAV) are imported lazily.
 """
 
-from .config import ModelConfig, QualityGates
-from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
-from .errors import (
-    BackendError,
-    BackendUnavailableError,
-    CacheError,
-    CacheLockTimeout,
-    CacheWriteError,
-    CheckpointError,
-    CorruptEntryError,
-    EngineBuildError,
-    ExportError,
-    InvalidInputError,
-    InvalidNameError,
-    ModelInputError,
-    ModelLookupError,
-    ModelManagerError,
-    QualityGateError,
-    RunnerClosedError,
-    StateDictMismatchError,
-    StrategyUnavailableError,
-    UnknownModelError,
-    UnknownStrategyError,
-    UnsafeCheckpointError,
-    UnsupportedArchitectureError,
-    WeightsUnavailableError,
-)
-from .manager import ModelManager
-from .optimization import Optimization
-from .registry import ModelEntry, ModelRegistry
-from .runners import OrtRunner, Runner, RunnerInfo, TorchRunner
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name -> module that defines it; imported on first use (PEP 562), so ``import model_manager``
+# and ``model-manager --help`` do not pay for torch, onnx or the backends.
+_EXPORTS = {
+    "ModelConfig": "config",
+    "QualityGates": "config",
+    "ModelDescriptor": "descriptor",
+    "ShapeProfile": "descriptor",
+    "TensorSpec": "descriptor",
+    "ModelManager": "manager",
+    "Optimization": "optim.strategies",
+    "ModelEntry": "entry",
+    "ModelRegistry": "registry",
+    "OrtRunner": "runners",
+    "Runner": "runners",
+    "RunnerInfo": "runners",
+    "TorchRunner": "runners",
+}
+_ERRORS = (
+    "BackendError",
+    "BackendUnavailableError",
+    "CacheError",
+    "CacheLockTimeout",
+    "CacheWriteError",
+    "CheckpointError",
+    "CorruptEntryError",
+    "EngineBuildError",
+    "ExportError",
+    "InvalidInputError",
+    "InvalidNameError",
+    "ModelInputError",
+    "ModelLookupError",
+    "ModelManagerError",
+    "QualityGateError",
+    "RunnerClosedError",
+    "StateDictMismatchError",
+    "StrategyUnavailableError",
+    "UnknownModelError",
+    "UnknownStrategyError",
+    "UnsafeCheckpointError",
+    "UnsupportedArchitectureError",
+    "WeightsUnavailableError",
+)
+_EXPORTS.update({name: "errors" for name in _ERRORS})
+
+if TYPE_CHECKING:
+    from .config import ModelConfig, QualityGates
+    from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
+    from .entry import ModelEntry
+    from .errors import (
+        BackendError,
+        BackendUnavailableError,
+        CacheError,
+        CacheLockTimeout,
+        CacheWriteError,
+        CheckpointError,
+        CorruptEntryError,
+        EngineBuildError,
+        ExportError,
+        InvalidInputError,
+        InvalidNameError,
+        ModelInputError,
+        ModelLookupError,
+        ModelManagerError,
+        QualityGateError,
+        RunnerClosedError,
+        StateDictMismatchError,
+        StrategyUnavailableError,
+        UnknownModelError,
+        UnknownStrategyError,
+        UnsafeCheckpointError,
+        UnsupportedArchitectureError,
+        WeightsUnavailableError,
+    )
+    from .manager import ModelManager
+    from .optim.strategies import Optimization
+    from .registry import ModelRegistry
+    from .runners import OrtRunner, Runner, RunnerInfo, TorchRunner
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model_manager' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BackendError",

@@ -33,7 +33,10 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class QualityGates:
-    """Minimum PSNR (dB) an artifact must reach against the FP32 reference to be served."""
+    """Minimum PSNR (dB) an artifact must reach against the FP32 reference to be served.
+
+    The one place gates are defined: the build, ``ModelQuantizer`` and every report read them here.
+    """
 
     fp32_min_psnr: float = 50.0
     fp16_min_psnr: float = 40.0
@@ -47,6 +50,18 @@ class QualityGates:
             "bf16": self.bf16_min_psnr,
             "int8": self.int8_min_psnr,
         }
+
+    def for_precision(self, precision: str) -> float:
+        """The gate of ``precision``; anything else must be as exact as FP32."""
+        return self.by_precision().get(precision, self.fp32_min_psnr)
+
+    @classmethod
+    def from_precisions(cls, gates: Mapping[str, float]) -> QualityGates:
+        """The inverse of :meth:`by_precision` (missing precisions keep their defaults)."""
+        return cls(**{f"{p}_min_psnr": float(v) for p, v in gates.items() if p in _PRECISIONS})
+
+
+_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

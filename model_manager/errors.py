@@ -88,7 +88,16 @@ class StateDictMismatchError(CheckpointError):
 
 
 class WeightsUnavailableError(ModelManagerError):
-    """A registered model whose weights are not on this machine (register the checkpoint first)."""
+    """A registered model whose weights are not on this machine (register the checkpoint first).
+
+    ``model`` is ``type/name`` and ``needs`` the file it wants (e.g. "the file RealESRGAN_x4plus.pth
+    (Real-ESRGAN)"), so a front end can say how to give it (the CLI: ``--checkpoint FILE``).
+    """
+
+    def __init__(self, message: str, model: str = "", needs: str = "") -> None:
+        super().__init__(message)
+        self.model = model
+        self.needs = needs
 
 
 class ExportError(ModelManagerError):

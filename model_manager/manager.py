@@ -14,10 +14,11 @@ from torch import nn
 from .cache import ArtifactCache
 from .config import ModelConfig, check_count, check_warmup_specs
 from .descriptor import ModelDescriptor
+from .entry import ModelEntry, validate_name, validate_type
 from .errors import ModelInputError, ModelManagerError
-from .optimization import Optimization
-from .optimized import OptimizedLoader
-from .registry import ModelEntry, ModelRegistry, validate_name, validate_type
+from .optim.strategies import parse_optimization
+from .optimized_loader import OptimizedLoader
+from .registry import ModelRegistry
 from .runner_pool import RunnerPool
 from .runners import Runner
 from .samples import warmup_inputs
@@ -101,18 +102,18 @@ class ModelManager:
         loaded = await asyncio.to_thread(entry.load)
         return loaded.module
 
-    async def load_optimized_model(
-        self, model_type: str, name: str, optimization: str | Optimization = "auto"
-    ) -> Runner:
+    async def load_optimized_model(self, model_type: str, name: str, optimization: str = "auto") -> Runner:
         """A ready Runner for the model under the requested strategy (see :class:`Optimization`).
 
         Runners are shared: the same (type, name, optimization) returns the same Runner while it
-        stays in the in-memory LRU; the manager closes runners it evicts and, on exit, all of them.
+        stays in the in-memory LRU (``max_loaded_models``). An evicted runner is not closed: whoever
+        holds it keeps using it, and it is released when the last holder lets go; the manager
+        closes every runner still alive when it closes.
         """
         self._check_open()
-        strategy = Optimization.parse(optimization)
+        strategy = parse_optimization(optimization)
         entry = self._entry(model_type, name)
-        key = (entry.model_type, entry.name, strategy.value)
+        key = (entry.model_type, entry.name, strategy)
         runner = self._pool.get_open(key)
         if runner is not None:
             return runner
@@ -130,7 +131,7 @@ class ModelManager:
         self,
         model_type: str,
         name: str,
-        optimization: str | Optimization = "auto",
+        optimization: str = "auto",
         size: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """Every candidate of ``optimization`` built, checked against FP32 and timed with eager FP32.
@@ -142,7 +143,7 @@ class ModelManager:
         if size is not None:
             size = _check_size(size)
         entry = self._entry(model_type, name)
-        return await self._loader.measure(entry, Optimization.parse(optimization), size)
+        return await self._loader.measure(entry, parse_optimization(optimization), size)
 
     async def warmup(
         self, specs: Iterable[tuple[str, str, str]], concurrency: int | None = None
@@ -167,6 +168,18 @@ class ModelManager:
 
         return list(await asyncio.gather(*(one(tuple(s)) for s in specs)))  # type: ignore[arg-type]
 
+    def unload(self, model_type: str, name: str) -> int:
+        """Drop a model's runners (every optimization) from memory; returns how many were pooled.
+
+        Runners a caller still holds keep working and are released when their last holder lets go;
+        the next ``load_optimized_model`` opens the model again (from the artifact cache).
+        """
+        self._check_open()
+        entry = self._entry(model_type, name)
+        dropped = self._pool.drop(entry.model_type, entry.name)
+        log.info("unloaded %s/%s (%d runners)", entry.model_type, entry.name, len(dropped))
+        return len(dropped)
+
     # -- helpers -----------------------------------------------------------------------------
     def _entry(self, model_type: str, name: str) -> ModelEntry:
         validate_type(model_type)
@@ -175,9 +188,9 @@ class ModelManager:
         return self.registry.get(model_type, name)
 
     def _forget(self, model_type: str, name: str) -> None:
-        """Close pooled runners of a model whose registration changed."""
-        for key in [k for k in self._pool if k[:2] == (model_type, name)]:
-            self._pool.pop(key).close()
+        """Close pooled runners of a model whose registration changed (they serve the old weights)."""
+        for runner in self._pool.drop(model_type, name):
+            runner.close()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -1,8 +1,17 @@
-"""The manager's in-memory pool of loaded runners: an LRU that closes what it evicts."""
+"""The manager's in-memory pool of loaded runners: an LRU of references, never a closer of held runners.
+
+The pool keeps at most ``maxsize`` runners ready for the next ``load_optimized_model``. Evicting
+one only drops the pool's reference: a caller that still holds the runner keeps using it, and
+its backend resources (sessions, compiled models, CUDA buffers) are released when the last
+holder lets go of it (reference counting: the lease is the reference). The pool also remembers,
+weakly, every runner it ever handed out, so the manager can close the ones still alive when it
+closes.
+"""
 
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any
 
 from cachetools import LRUCache
@@ -15,12 +24,23 @@ PoolKey = tuple[str, str, str]
 
 
 class RunnerPool(LRUCache[PoolKey, Runner]):
-    """Keeps at most ``maxsize`` runners; an evicted runner is closed."""
+    """At most ``maxsize`` pooled runners; eviction drops the reference and closes nothing."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self._handed_out: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+    def __setitem__(self, key: PoolKey, runner: Runner, *args: Any, **kwargs: Any) -> None:
+        self._handed_out.add(runner)
+        super().__setitem__(key, runner, *args, **kwargs)
 
     def popitem(self) -> tuple[PoolKey, Runner]:
         key, runner = super().popitem()
-        log.info("evicting %s from memory (%d runners max)", "/".join(key), self.maxsize)
-        runner.close()
+        log.info(
+            "dropping %s from memory (%d runners max); it closes when its last holder lets go",
+            "/".join(key),
+            self.maxsize,
+        )
         return key, runner
 
     def get_open(self, key: PoolKey) -> Runner | None:
@@ -31,8 +51,18 @@ class RunnerPool(LRUCache[PoolKey, Runner]):
             return None
         return runner
 
+    def drop(self, model_type: str, name: str) -> list[Runner]:
+        """Remove every pooled runner of one model (any optimization); returns them, still open."""
+        keys = [k for k in self if k[:2] == (model_type, name)]
+        return [self.pop(k) for k in keys]
+
+    def alive(self) -> list[Runner]:
+        """Every runner handed out that is still referenced somewhere and not closed."""
+        return [r for r in list(self._handed_out) if not r.closed]
+
     def close_all(self) -> None:
-        for runner in list(self.values()):
+        """Close every runner handed out that is still alive (the manager is closing)."""
+        for runner in self.alive():
             runner.close()
         self.clear()
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .defaults import DEFAULT_MODELS
+from .entry import ModelEntry, WeightsSource
 from .models import all_architectures
-from .registry import ModelEntry, WeightsSource
 
 
 def _entry(

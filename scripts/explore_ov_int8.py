@@ -3,7 +3,7 @@
 For one default model: export the verified FP32 ONNX, convert to IR, then quantize with each
 preset and each candidate ignored scope (no layer, each single conv, first + last), and report
 PSNR against FP32 on the held-out photos at the build's size. The chosen recipes live in
-``model_manager/optim/openvino.py`` (OV_INT8_RECIPES). Usage::
+``model_manager/optim/ov_ir.py`` (OV_INT8_RECIPES). Usage::
 
     python scripts/explore_ov_int8.py super_resolution espcn-x2 [--threads 2]
 """
@@ -19,10 +19,15 @@ import numpy as np
 import torch
 
 from model_manager.optim.calibration import sample_calibration_set
-from model_manager.optim.candidates import BuildSettings, export_inputs, onnx_from_torch
-from model_manager.optim.int8_candidates import CALIBRATION_SAMPLES, calibration_size
-from model_manager.optim.openvino import OvInt8Recipe, int8_ir_from_ir, ir_from_onnx
+from model_manager.optim.intermediates import (
+    CALIBRATION_SAMPLES,
+    calibration_size,
+    export_inputs,
+    onnx_from_torch,
+)
+from model_manager.optim.ov_ir import OvInt8Recipe, int8_ir_from_ir, ir_from_onnx
 from model_manager.optim.quality import compare
+from model_manager.optim.settings import BuildSettings
 from model_manager.registry import ModelRegistry
 from model_manager.runners import OvRunner, RunnerInfo
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import openvino as ov
 
-from model_manager.optim.candidates import BuildSettings, onnx_from_torch
-from model_manager.optim.openvino import ir_from_onnx
+from model_manager.optim.intermediates import onnx_from_torch
+from model_manager.optim.ov_ir import ir_from_onnx
+from model_manager.optim.settings import BuildSettings
 from model_manager.registry import ModelRegistry
 from model_manager.runners.ov_session import compile_config
 from model_manager.samples import sample_batch

@@ -188,6 +188,31 @@ async def test_housekeeping_lists_verifies_prunes_and_clears(tmp_path: Path) -> 
     assert clear(cache) >= 1 and await scan(cache) == []
 
 
+async def test_prune_removes_build_intermediates_before_entries(tmp_path: Path) -> None:
+    """Intermediates (a reusable FP32 export, ranges) count toward the size and go first, oldest first."""
+    import os
+
+    from model_manager.cache.intermediates import IntermediateStore
+
+    cache, build = ArtifactCache(tmp_path), Builder()
+    await cache.get_or_build(_key(), build)
+    store = IntermediateStore(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fp32.onnx").write_bytes(b"x" * 5000)
+    old = store.publish("fp32.onnx", "1" * 64, src, ["fp32.onnx"])
+    new = store.publish("fp32.onnx", "2" * 64, src, ["fp32.onnx"])
+    assert old and new and store.find("fp32.onnx", "1" * 64) == (old, ("fp32.onnx",))
+    os.utime(old, (1, 1))  # least recently used
+    entry_bytes = sum(e.size_bytes for e in await scan(cache))
+    removed = await prune(cache, max_bytes=entry_bytes + 6000)
+    assert [r["entry"] for r in removed] == [old.relative_to(tmp_path).as_posix()]
+    assert not old.exists() and new.exists() and len(await scan(cache)) == 1
+    await prune(cache, max_bytes=entry_bytes)
+    assert store.folders() == [] and len(await scan(cache)) == 1
+    assert clear(cache) >= 1 and not store.root.exists()
+
+
 @pytest.fixture
 def immutable_dir(tmp_path: Path):
     """A folder even root cannot write into (chattr +i), removed again afterwards."""

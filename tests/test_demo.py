@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from model_manager.video.io import probe_video
 
 FIELDS = {
     "model", "strategy", "backend", "reason", "cache_hit", "load_seconds", "build_seconds", "cache_path",
-    "eager_ms", "optimized_ms", "speedup", "psnr_db", "max_abs_error", "input", "output", "frames_in",
-    "frames_out", "fps",
+    "eager_ms", "optimized_ms", "speedup", "decision_speedup", "psnr_db", "max_abs_error", "input", "output",
+    "frames_in", "frames_out", "fps",
 }  # fmt: skip
 
 
@@ -34,6 +35,7 @@ def test_demo_builds_auto_then_hits_the_cache(tmp_path: Path, capsys: pytest.Cap
     assert set(first) == FIELDS
     assert first["cache_hit"] is False and first["build_seconds"] > 0
     assert first["psnr_db"] >= 35.0 and first["speedup"] > 0  # whatever won passed its gate
+    assert first["decision_speedup"] > 0  # measured by the build when it chose
     second = _demo(tmp_path, capsys)
     assert second["cache_hit"] is True and second["cache_path"] == first["cache_path"]
     info = probe_video(second["output"])
@@ -52,3 +54,14 @@ def test_demo_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--frames", "many"])
     assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_demo_names_its_two_speedups(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--frames", "2", "--size", "64"]
+    assert main([*argv, "--optimization", "onnx"]) == 0
+    lines = [line.split("  ", 1) for line in capsys.readouterr().out.splitlines()]
+    rows = {key.strip(): value.strip() for key, value in lines}
+    assert re.fullmatch(r"\d+\.\d\dx", rows["speedup (this run, interleaved)"])
+    assert re.fullmatch(r"\d+\.\d\dx", rows["speedup (build-time decision, in the build process)"])
+    assert rows["strategy"] == "onnx (onnxruntime)"

@@ -133,7 +133,7 @@ _WITHOUT = textwrap.dedent("""
     sys.modules["openvino"] = None  # as if the extra were not installed
     from model_manager import ModelConfig, ModelManager
     from model_manager.errors import StrategyUnavailableError
-    from model_manager.optim.candidates import CANDIDATES
+    from model_manager.optim.candidates.registry import registered
     from model_manager.samples import sample_batch
 
     async def main(cache):
@@ -148,7 +148,7 @@ _WITHOUT = textwrap.dedent("""
             except StrategyUnavailableError as exc:
                 error = str(exc)
             names = [c["name"] for c in r.info.decision["candidates"]]
-            print(json.dumps(dict(candidates=names, registered=sorted(CANDIDATES), shape=list(y.shape),
+            print(json.dumps(dict(candidates=names, registered=sorted(registered()), shape=list(y.shape),
                                   notes=r.info.notes, error=error)))
 
     asyncio.run(main(sys.argv[1]))
@@ -181,8 +181,9 @@ def test_nncf_calibration_is_deterministic_for_fixed_data(tmp_path: Path) -> Non
     """Quantizing the same IR on the same crops twice gives byte-identical INT8 IRs."""
     from model_manager.models import all_architectures
     from model_manager.optim.calibration import sample_calibration_set
-    from model_manager.optim.candidates import BuildSettings, onnx_from_torch
-    from model_manager.optim.openvino import OvInt8Recipe, int8_ir_from_ir, ir_from_onnx
+    from model_manager.optim.intermediates import onnx_from_torch
+    from model_manager.optim.ov_ir import OvInt8Recipe, int8_ir_from_ir, ir_from_onnx
+    from model_manager.optim.settings import BuildSettings
 
     loaded = all_architectures()["ESPCN"].create()
     onnx_from_torch(loaded.module, loaded.descriptor, tmp_path, BuildSettings(opt_size=(64, 64)))
@@ -201,9 +202,9 @@ def test_nncf_calibration_is_deterministic_for_fixed_data(tmp_path: Path) -> Non
 
 def test_the_explicit_strategies_need_the_extra_and_a_cpu() -> None:
     """openvino on a CUDA device is refused with the reason."""
+    from model_manager import Optimization
     from model_manager.optim.hardware import Hardware
-    from model_manager.optim.strategy import plan
-    from model_manager.optimization import Optimization
+    from model_manager.optim.planner import plan
 
     hw = Hardware(cuda=True)
     with pytest.raises(StrategyUnavailableError, match="openvino"):

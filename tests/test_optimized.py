@@ -22,6 +22,7 @@ from model_manager import (
     QualityGates,
     StrategyUnavailableError,
     TorchRunner,
+    UnknownModelError,
 )
 from model_manager.cache import scan
 from model_manager.models import all_architectures
@@ -132,13 +133,57 @@ async def test_a_corrupted_artifact_is_rebuilt_through_the_manager(tmp_path: Pat
     assert list((tmp_path / "cache" / ".quarantine").rglob("model.onnx"))
 
 
-async def test_lru_evicts_and_closes(tmp_path: Path) -> None:
+async def test_lru_eviction_never_closes_a_runner_a_caller_still_holds(tmp_path: Path) -> None:
+    """Issue 15: the LRU used to close what it evicted, under a caller still using it; now eviction
+    only drops the pool's reference, the runner is released when its last holder lets go, and the
+    manager closes whatever is still alive when it closes."""
+    import gc
+    import weakref
+
+    x = sample_inputs(all_architectures()["ESPCN"].create(small_config("ESPCN")).descriptor, (32, 32))[0]
     async with await _manager(tmp_path, _checkpoint(tmp_path, "ESPCN"), max_loaded_models=1) as m:
         a = await m.load_optimized_model("super_resolution", "small", "none")
-        b = await m.load_optimized_model("super_resolution", "default", "none")
-        assert a.closed and not b.closed
+        b = await m.load_optimized_model("super_resolution", "default", "none")  # evicts a from the pool
+        assert not a.closed and not b.closed and a(x).shape == (1, 3, 64, 64)  # a still serves its holder
         c = await m.load_optimized_model("super_resolution", "small", "none")
-        assert c is not a and not c.closed and b.closed
+        assert c is not a and not c.closed and not b.closed  # a new runner for the evicted key
+        released = weakref.ref(b)
+        del b  # the pool dropped b when c came in; its last holder lets go now
+        gc.collect()
+        assert released() is None
+        held = a
+    assert held.closed and c.closed  # the manager closed what was still alive
+
+
+async def test_unload_drops_a_model_from_memory_and_the_next_load_opens_it_again(tmp_path: Path) -> None:
+    async with await _manager(tmp_path, _checkpoint(tmp_path, "ESPCN")) as m:
+        a = await m.load_optimized_model("super_resolution", "small", "onnx")
+        e = await m.load_optimized_model("super_resolution", "small", "none")
+        assert m.unload("super_resolution", "small") == 2 and m.unload("super_resolution", "small") == 0
+        b = await m.load_optimized_model("super_resolution", "small", "onnx")
+        x = sample_inputs(a.descriptor, (32, 32))[0]
+        assert b is not a and b.info.cache_hit and not a.closed and not e.closed
+        np.testing.assert_array_equal(a(x), b(x))  # the holder of the unloaded runner still runs
+        with pytest.raises(UnknownModelError):
+            m.unload("super_resolution", "nothing-like-this")
+
+
+async def test_a_measured_decision_is_keyed_by_its_thread_count(tmp_path: Path) -> None:
+    """auto's timings depend on num_threads: another count is another key; an explicit onnx is not."""
+    from model_manager.checkpoint import weights_hash
+    from model_manager.optimized_loader import OptimizedLoader
+
+    entry = ModelManager(_config(tmp_path)).registry.get("super_resolution", "default")
+    loaded = entry.load()
+    digest = weights_hash(loaded.module.state_dict())
+
+    def key(threads: int | None, strategy: str) -> str:
+        config = _config(tmp_path, num_threads=threads)
+        loader = OptimizedLoader(config, ModelManager(config).cache)
+        return loader._key(entry, loaded, loader.plan_for(strategy), digest).digest
+
+    assert key(1, "auto") != key(2, "auto") != key(None, "auto")
+    assert key(1, "onnx") == key(2, "onnx")
 
 
 async def test_warmup_three_models_with_concurrency_two(tmp_path: Path) -> None:

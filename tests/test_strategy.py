@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from model_manager import Optimization, StrategyUnavailableError
+from model_manager.optim.decision import CandidateResult, choose
 from model_manager.optim.hardware import Hardware, probe_hardware
-from model_manager.optim.strategy import CandidateResult, choose, plan
+from model_manager.optim.planner import plan
 
 CPU = Hardware(cuda=False, cpu="test cpu", cpu_flags=frozenset({"avx512f"}), cores=2)
 CPU_BF16 = Hardware(cuda=False, cpu="test cpu", cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}), cores=2)
@@ -83,3 +84,55 @@ def test_probe_reads_this_machine() -> None:
     hw = probe_hardware()
     assert hw.cuda == torch.cuda.is_available() and hw.cores >= 1
     assert "CPUExecutionProvider" in hw.ort_providers and hw.cpu
+
+
+# -- the one strategy table ---------------------------------------------------------------------------
+CPU_EVERYTHING = Hardware(
+    cuda=False, cpu="test cpu", cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}), cores=2, openvino=True
+)
+
+
+def test_every_strategy_auto_can_serve_can_be_asked_for_by_name() -> None:
+    """Issue 15: int8-torch, int8-static-qop and openvino-bf16 were served by auto but not nameable."""
+    from model_manager.optim.strategies import BY_NAME, CPU_AUTO_ORDER, CUDA_AUTO_CHAIN, parse_optimization
+
+    everything = set(BY_NAME)
+    for name in CPU_AUTO_ORDER:
+        assert parse_optimization(name.upper().replace("-", "_")) == name
+        assert Optimization(name).value == name
+        assert plan(name, CPU_EVERYTHING, everything, "cpu").candidates == (name,)
+    gpu = Hardware(cuda=True, tensorrt=True, ort_providers=("CUDAExecutionProvider",))
+    for name in CUDA_AUTO_CHAIN:
+        assert plan(name, gpu, everything, "cuda").candidates == (name,)
+
+
+def test_the_table_is_the_only_list() -> None:
+    """Optimization's members, the registry's plugins and the planner all come from the table."""
+    from model_manager.optim.candidates.registry import registered
+    from model_manager.optim.strategies import BY_NAME, NAMES, STRATEGIES
+
+    assert [m.value for m in Optimization] == list(NAMES)
+    assert set(registered()) <= set(BY_NAME)
+    auto = plan(Optimization.AUTO, CPU_EVERYTHING, set(BY_NAME), "cpu")
+    assert auto.candidates == tuple(
+        s.name for s in sorted(STRATEGIES, key=lambda s: s.cpu_rank or 0) if s.cpu_rank is not None
+    )
+
+
+async def test_strategies_that_only_auto_served_now_load_by_name(tmp_path) -> None:
+    """int8-static-qop and int8-torch through the manager, by name (gate lowered: seeded weights)."""
+    from model_manager import ModelConfig, ModelManager, QualityGates
+
+    config = ModelConfig(
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+        quality=QualityGates(int8_min_psnr=20.0),
+        auto_time_budget_s=0.2,
+    )
+    async with ModelManager(config) as m:
+        for name in ("int8-static-qop", "int8-torch"):
+            runner = await m.load_optimized_model("super_resolution", "default", name)
+            assert runner.info.strategy == name and runner.info.precision == "int8"
+        if not probe_hardware().native_bf16:
+            with pytest.raises(StrategyUnavailableError, match="native BF16"):
+                await m.load_optimized_model("super_resolution", "default", "openvino-bf16")

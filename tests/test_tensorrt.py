@@ -21,14 +21,12 @@ from model_manager import ModelConfig, Optimization
 from model_manager.cache import ArtifactCache
 from model_manager.errors import BackendUnavailableError, InvalidInputError, StrategyUnavailableError
 from model_manager.models import all_architectures
-from model_manager.optim.candidates import CANDIDATES, BuildSettings, onnx_from_torch
+from model_manager.optim.candidates.registry import registered
 from model_manager.optim.hardware import Hardware
-from model_manager.optim.tensorrt import (
-    TensorRTConfig,
-    TensorRTOptimizer,
-    engine_is_current,
-    make_sidecar,
-)
+from model_manager.optim.intermediates import onnx_from_torch
+from model_manager.optim.settings import BuildSettings
+from model_manager.optim.trt_engine import TensorRTConfig, engine_is_current, make_sidecar
+from model_manager.optim.trt_optimizer import TensorRTOptimizer
 from model_manager.optim.trt_profiles import (
     InputProfile,
     clamp_opt,
@@ -36,7 +34,9 @@ from model_manager.optim.trt_profiles import (
     profiles_from_descriptor,
     profiles_from_shapes,
 )
-from model_manager.optimized import OptimizedLoader
+from model_manager.optimized_loader import OptimizedLoader
+
+from .conftest import small_config
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 gpu = pytest.mark.gpu
@@ -132,7 +132,7 @@ def test_cuda_fallback_reasons_are_recorded_and_logged_with_a_described_gpu(
     """No GPU here: a described H200 without TensorRT or onnxruntime-gpu plans PyTorch FP16, and says why."""
     hw = Hardware(cuda=True, gpu_name="NVIDIA H200", capability=(9, 0), tensorrt=False)
     loader = OptimizedLoader(ModelConfig(cache_dir=tmp_path, device="cuda"), ArtifactCache(tmp_path), hw)
-    with caplog.at_level(logging.INFO, logger="model_manager.optimized"):
+    with caplog.at_level(logging.INFO, logger="model_manager.optimized_loader"):
         the_plan = loader.plan_for(Optimization.AUTO)
     assert the_plan.candidates == ("fp16",)
     assert any("TensorRT not used" in n for n in the_plan.notes)
@@ -143,14 +143,14 @@ def test_cuda_fallback_reasons_are_recorded_and_logged_with_a_described_gpu(
 @pytest.mark.skipif(HAS_TRT, reason="checks the machine without tensorrt")
 def test_without_tensorrt_nothing_registers_and_the_errors_name_the_extra(tmp_path: Path) -> None:
     """No TensorRT candidates; importing it through the library names the extra; plans say why."""
-    from model_manager.optim.strategy import plan
+    from model_manager.optim.planner import plan
     from model_manager.runners.trt_session import import_tensorrt
 
-    assert not {"tensorrt", "tensorrt-int8"} & set(CANDIDATES)
+    assert not {"tensorrt", "tensorrt-int8"} & set(registered())
     with pytest.raises(BackendUnavailableError, match=r"model_manager\[tensorrt\]"):
         import_tensorrt()
     with pytest.raises(StrategyUnavailableError, match="CUDA GPU"):
-        plan(Optimization.TENSORRT, Hardware(cuda=False), set(CANDIDATES), "cpu")
+        plan(Optimization.TENSORRT, Hardware(cuda=False), set(registered()), "cpu")
     with pytest.raises(InvalidInputError, match="does not exist"):
         TensorRTOptimizer().optimize_from_onnx(
             tmp_path / "missing.onnx", tmp_path / "m.engine", {"x": (1, 3, 8, 8)}
@@ -160,7 +160,7 @@ def test_without_tensorrt_nothing_registers_and_the_errors_name_the_extra(tmp_pa
 @pytest.mark.skipif(HAS_TRT, reason="checks the machine without tensorrt")
 def test_the_convenience_functions_export_then_stop_at_the_missing_extra(tmp_path: Path) -> None:
     """Real export and FP16 conversion run; the engine build raises BackendUnavailableError, nothing written."""
-    from model_manager.optim.tensorrt import optimize_super_resolution_tensorrt
+    from model_manager.optim.trt_optimizer import optimize_super_resolution_tensorrt
 
     module = all_architectures()["ESPCN"].create().module
     with pytest.raises(BackendUnavailableError, match=r"model_manager\[tensorrt\]"):
@@ -168,12 +168,44 @@ def test_the_convenience_functions_export_then_stop_at_the_missing_extra(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(HAS_TRT, reason="checks the machine without tensorrt")
+@pytest.mark.parametrize(
+    ("precision", "made", "not_made"),
+    [
+        ("fp32", "fp32.onnx", "fp16.onnx"),
+        ("fp16", "fp16.onnx", "int8.qdq.onnx"),
+        ("int8", "int8.qdq.onnx", "fp16.onnx"),
+    ],
+)
+def test_the_convenience_functions_build_from_the_onnx_their_config_names(
+    tmp_path: Path, precision: str, made: str, not_made: str
+) -> None:
+    """Issue 15: the helpers built their own TensorRTConfig (precision="fp32" silently built FP16).
+
+    The graph's steps are watched on the progress channel: the ONNX the config's precision calls
+    for is made, the others are not, then the engine build stops at the missing extra."""
+    from model_manager.optim.trt_optimizer import optimize_style_transfer_tensorrt
+    from model_manager.progress import subscribe
+
+    module = all_architectures()["TransformerNet"].create(small_config("TransformerNet")).module
+    seen: list[str] = []
+    unsubscribe = subscribe(lambda e: seen.append(e.step.split(":")[0]) if not e.detail else None)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            optimize_style_transfer_tensorrt(
+                module, tmp_path / "st.engine", TensorRTConfig(precision), opt_size=(32, 32)
+            )
+    finally:
+        unsubscribe()
+    assert made in seen and not_made not in seen and seen[-1] == "tensorrt"
+
+
 # -- on a GPU with TensorRT ----------------------------------------------------------------------
 
 
 def _espcn_engine(tmp_path: Path, precision: str = "fp16") -> tuple[object, Path]:
     from model_manager.optim.onnx_fp16 import fp16_onnx_from_onnx
-    from model_manager.optim.trt_candidates import engine_from_onnx
+    from model_manager.optim.trt_engine import engine_from_onnx
 
     loaded = all_architectures()["ESPCN"].create()
     onnx_from_torch(loaded.module, loaded.descriptor, tmp_path, BuildSettings(opt_size=(64, 64)))

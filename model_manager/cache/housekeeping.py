@@ -11,6 +11,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..errors import CorruptEntryError
+from .intermediates import IntermediateStore
 from .manifest import Manifest, read_manifest, verify_files
 from .store import LOCKS, QUARANTINE, TMP_PREFIX, ArtifactCache
 
@@ -35,6 +36,7 @@ class EntryInfo:
             "path": str(self.path),
             "entry": self.relative,
             "strategy": m.strategy if m else None,
+            "chosen": m.decision.get("chosen", m.strategy) if m else None,
             "backend": m.backend if m else None,
             "size_bytes": self.size_bytes,
             "created": m.created if m else None,
@@ -136,12 +138,27 @@ def remove_abandoned_builds(cache: ArtifactCache) -> list[dict[str, Any]]:
 async def prune(cache: ArtifactCache, max_bytes: int) -> list[dict[str, Any]]:
     """Delete least recently used entries until the cache holds at most ``max_bytes``.
 
-    Entries whose build lock is held (being built or rebuilt) are skipped. Temporary folders of
-    builds that died are removed first.
+    Temporary folders of builds that died are removed first, then build intermediates (they only
+    make the next build faster), least recently used first, then entries. Entries whose build lock
+    is held (being built or rebuilt) are skipped.
     """
     removed = remove_abandoned_builds(cache)
+    store = IntermediateStore(cache.root)
+    for part in store.remove_dead_parts():
+        removed.append(
+            {"entry": part.relative_to(cache.root).as_posix(), "size_bytes": 0, "reason": "abandoned"}
+        )
     infos = sorted(await scan(cache), key=lambda i: i.manifest.last_used if i.manifest else 0.0)
-    total = sum(i.size_bytes for i in infos)
+    intermediates = sorted(store.folders(), key=lambda f: f.stat().st_mtime)
+    sizes = {f: _folder_bytes(f) for f in intermediates}
+    total = sum(i.size_bytes for i in infos) + sum(sizes.values())
+    for folder in intermediates:
+        if total <= max_bytes:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= sizes[folder]
+        removed.append({"entry": folder.relative_to(cache.root).as_posix(), "size_bytes": sizes[folder]})
+        log.info("pruned intermediate %s (%d bytes)", folder.relative_to(cache.root), sizes[folder])
     for info in infos:
         if total <= max_bytes:
             break

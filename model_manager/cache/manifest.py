@@ -51,6 +51,8 @@ class Manifest:
     benchmark: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    build: dict[str, Any] = field(default_factory=dict)
+    """How the build went: every graph step (made, or reused from an earlier build) and its seconds."""
     format: int = MANIFEST_FORMAT
 
     @property

@@ -49,6 +49,8 @@ class BuildOutput:
     benchmark: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    build: dict[str, Any] = field(default_factory=dict)
+    """The build graph's report: every step, made or reused, and its seconds."""
 
 
 Builder = Callable[[Path], Awaitable[BuildOutput]]
@@ -187,6 +189,7 @@ class ArtifactCache:
             benchmark=out.benchmark,
             decision=out.decision,
             notes=out.notes,
+            build=out.build,
         )
         await write_manifest(folder, manifest)
         return manifest

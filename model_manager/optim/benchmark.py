@@ -12,7 +12,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -116,6 +116,9 @@ def benchmark_interleaved(
     batch: int = 1,
     cuda: bool = False,
     block: int = 3,
+    drop_slower_than: float | None = None,
+    keep: Collection[str] = (),
+    brief: Collection[str] = (),
 ) -> dict[str, BenchmarkResult]:
     """Time several functions in alternating blocks (A A A, B B B, A A A, ...) so drift hits all alike.
 
@@ -125,6 +128,10 @@ def benchmark_interleaved(
     of the previous backend (ONNX Runtime's and OpenMP's spin-waiting workers) are still burning
     the cores for a few milliseconds after it returns, and that must not be charged to the next.
     ``rounds`` counts timed calls per function; ``max_seconds`` bounds the total after 3 visits.
+    ``drop_slower_than``: after 3 visits, a function whose median is more than this many times the
+    best one's stops being timed (it cannot win; its result keeps the calls it had), except those
+    in ``keep`` (the baseline a speedup is measured against). Functions in ``brief`` are timed for
+    one visit only (a figure for the report, e.g. a candidate that failed its quality gate).
     """
     sync = _cuda_sync if cuda else _no_sync
     for fn in fns.values():
@@ -132,10 +139,11 @@ def benchmark_interleaved(
             fn()
     sync()
     times: dict[str, list[float]] = {label: [] for label in fns}
+    active = dict(fns)
     started = time.perf_counter()
     visits = 0
-    while min(len(t) for t in times.values()) < rounds:
-        for label, fn in fns.items():
+    while min(len(times[label]) for label in active) < rounds:
+        for label, fn in active.items():
             fn()  # untimed: absorbs the previous backend's spinning threads
             for _ in range(block):
                 t0 = time.perf_counter()
@@ -143,9 +151,25 @@ def benchmark_interleaved(
                 sync()
                 times[label].append((time.perf_counter() - t0) * 1000.0)
         visits += 1
+        if visits == 1 and brief:
+            active = {label: fn for label, fn in active.items() if label not in brief} or active
+        if visits >= 3 and drop_slower_than is not None:
+            active = _contenders(active, times, drop_slower_than, keep)
         if max_seconds is not None and visits >= 3 and time.perf_counter() - started > max_seconds:
             break
     return {label: _result(label, t, batch, None, None) for label, t in times.items()}
+
+
+def _contenders(
+    active: dict[str, Callable[[], Any]],
+    times: Mapping[str, list[float]],
+    ratio: float,
+    keep: Collection[str],
+) -> dict[str, Callable[[], Any]]:
+    """The functions still worth timing: within ``ratio`` of the best median, or kept."""
+    medians = {label: statistics.median(times[label]) for label in active}
+    best = min(medians.values())
+    return {label: fn for label, fn in active.items() if label in keep or medians[label] <= ratio * best}
 
 
 def _result(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from .strategies import extra_installed
 
 _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -21,6 +22,7 @@ class Hardware:
     gpu_name: str | None = None
     capability: tuple[int, int] | None = None
     tensorrt: bool = False
+    openvino: bool = False
     ort_providers: tuple[str, ...] = ("CPUExecutionProvider",)
     cpu: str = ""
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
@@ -30,6 +32,10 @@ class Hardware:
     def native_bf16(self) -> bool:
         """BF16 in hardware (AVX-512 BF16 or AMX); elsewhere BF16 is emulated and slow."""
         return bool({"avx512_bf16", "amx_bf16"} & self.cpu_flags)
+
+    def has_extra(self, extra: str) -> bool:
+        """Whether an optional extra of the strategy table (``openvino``, ``tensorrt``) is installed."""
+        return bool(getattr(self, extra, False))
 
     @property
     def vnni(self) -> bool:
@@ -46,7 +52,7 @@ class Hardware:
 
 @cache
 def probe_hardware() -> Hardware:
-    """Probe once per process; imports nothing heavy beyond torch (TensorRT only by spec lookup)."""
+    """Probe once per process; imports nothing heavy beyond torch (the extras only by spec lookup)."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -56,7 +62,8 @@ def probe_hardware() -> Hardware:
         cuda=cuda,
         gpu_name=name,
         capability=cap,  # type: ignore[arg-type]
-        tensorrt=importlib.util.find_spec("tensorrt") is not None,
+        tensorrt=extra_installed("tensorrt"),
+        openvino=extra_installed("openvino"),
         ort_providers=_ort_providers(),
         cpu=cpu_model(),
         cpu_flags=_cpu_flags(),

@@ -29,6 +29,7 @@ from ..descriptor import ModelDescriptor
 from ..errors import ExportError, InvalidInputError
 from .onnx_info import model_size_bytes
 from .quality import compare
+from .settings import DEFAULT_OPSET
 from .verify_inputs import export_inputs_descriptor, verification_inputs
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 TORCHSCRIPT_MAX_OPSET = 20
 """Highest opset torch's TorchScript exporter writes (torch.onnx._constants)."""
 MIN_OPSET = 9
-DEFAULT_OPSET = 17
-"""GridSample (IFNet's warp) needs opset 16; 17 adds LayerNormalization and is what ORT and TRT fuse best."""
 PROTOBUF_LIMIT = 2 * 1024**3
 
 OptimizeLevel = Literal["none", "basic", "extended"]

@@ -1,5 +1,11 @@
 """ModelQuantizer: one dispatcher over every quantization this project does, each checked against FP32.
 
+A thin face over the build graph: the ONNX Runtime results come from the same steps an ``auto``
+build runs (``intermediates.py``: the verified FP32 export, ``quant_pre_process``, one
+calibration, the Q/DQ / QOperator / dynamic writers), with the caller's calibration data or
+settings injected as those steps' values; the quality check is the same ``compare`` against eager
+FP32, and the gates are :class:`~model_manager.config.QualityGates`.
+
 Shaped like ONNX Runtime's quantization tools (a config object, a calibration data reader, one
 entry point), with typed fields instead of option dictionaries. Kinds and where they run:
 
@@ -35,26 +41,35 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import QualityGates
 from ..descriptor import ModelDescriptor, descriptor_from_dict
 from ..errors import InvalidInputError, QualityGateError, StrategyUnavailableError
+from ..progress import publish
 from ..runners import OrtRunner, Runner, RunnerInfo, TorchRunner
 from ..samples import sample_batch
 from .benchmark import benchmark_interleaved
-from .calibration import ArrayCalibrationReader, check_calibration_data, sample_calibration_set
-from .onnx_export import DEFAULT_OPSET, ONNXExportConfig, ONNXExporter
+from .calibration import check_calibration_data, sample_calibration_set
+from .graph import BuildContext, Files, Step
+from .intermediates import (
+    CALIBRATION_CROPS,
+    INT8_DYNAMIC_ONNX,
+    INT8_QDQ_ONNX,
+    INT8_QOP_ONNX,
+    INT8_RANGES,
+    INT8_RECIPE,
+)
 from .quality import QualityReport, compare
 from .quant_recipes import recipe_for
-from .quantize_onnx import (
-    StaticInt8Settings,
-    dynamic_int8_from_onnx,
-    preprocess_for_quantization,
-    qdq_from_onnx,
-    qoperator_from_onnx,
-    ranges_from_calibration,
-)
+from .quantize_onnx import StaticInt8Settings
+from .settings import DEFAULT_OPSET, BuildSettings
 
 SAVE_FORMAT = 1
-DEFAULT_GATES = {"int8": 35.0, "fp16": 40.0, "bf16": 40.0}
+ONNX_RESULTS: dict[str, tuple[Step[Files], str]] = {
+    "qdq": (INT8_QDQ_ONNX, "model.int8-qdq.onnx"),
+    "qoperator": (INT8_QOP_ONNX, "model.int8-qoperator.onnx"),
+    "dynamic": (INT8_DYNAMIC_ONNX, "model.int8-dynamic.onnx"),
+}
+"""Each ONNX Runtime result: the build-graph step that makes it and its file name in the work folder."""
 
 
 class QuantizationType(str, Enum):
@@ -81,7 +96,8 @@ class QuantizationConfig:
     """Calibration and quality-check size (rounded up to the model's size multiple)."""
     opset: int = DEFAULT_OPSET
     min_psnr_db: float | None = None
-    """Quality gate; None: 35 dB for INT8, 40 dB for FP16 / BF16."""
+    """Quality gate; None: the precision's gate in ``gates``."""
+    gates: QualityGates = field(default_factory=QualityGates)
     work_dir: Path | None = None
     """Where ONNX results are written; None: a temporary folder owned by the result."""
 
@@ -108,7 +124,7 @@ class QuantizedModel:
     files: dict[str, Path] = field(default_factory=dict)
     module: nn.Module | None = None
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
-    min_psnr_db: float = 35.0
+    min_psnr_db: float = QualityGates.int8_min_psnr
     notes: list[str] = field(default_factory=list)
     _tmp: Any = None  # keeps a temporary work folder alive as long as the result
 
@@ -203,26 +219,48 @@ class ModelQuantizer:
         tmp = tempfile.TemporaryDirectory(prefix="model_manager-quant-")
         return Path(tmp.name), tmp
 
-    def _fp32_onnx(self, model: nn.Module, desc: ModelDescriptor, folder: Path) -> Path:
-        dummy = [torch.from_numpy(x) for x in sample_batch(desc, self._size(desc))]
-        ONNXExporter(ONNXExportConfig(opset=self.config.opset)).export(
-            model, dummy, folder / "fp32.onnx", descriptor=desc
+    def _graph(self, model: nn.Module, desc: ModelDescriptor, folder: Path, data: Any) -> BuildContext:
+        """A build context over the shared steps, with this config's recipe and calibration set."""
+        size = self._size(desc)
+        settings = BuildSettings(opset=self.config.opset, opt_size=size)
+        crops = (
+            data if data is not None else sample_calibration_set(desc, size, self.config.calibration_samples)
         )
-        return preprocess_for_quantization(folder / "fp32.onnx", folder / "fp32.pre.onnx")
+        provided: dict[Step[Any], Any] = {
+            INT8_RECIPE: self.config.static or recipe_for(desc.architecture),
+            CALIBRATION_CROPS: [list(item) for item in crops],
+        }
+        label = f"{desc.model_type}/{desc.architecture} [{self.config.quantization_type.value} INT8]"
+        return BuildContext(
+            model, desc, settings, folder / ".steps", provided=provided, events=publish, label=label
+        )
+
+    def _onnx_results(
+        self, model: nn.Module, desc: ModelDescriptor, data: Any, formats: Sequence[str]
+    ) -> tuple[dict[str, Path], Any, BuildContext]:
+        """The requested ONNX Runtime results, copied into the work folder under their documented names."""
+        folder, tmp = self._work()
+        ctx = self._graph(model, desc, folder, data)
+        files: dict[str, Path] = {}
+        for fmt in formats:
+            step, name = ONNX_RESULTS[fmt]
+            shutil.copyfile(ctx.get(step).main, folder / name)
+            files[fmt] = folder / name
+        if any(f != "dynamic" for f in formats):
+            shutil.copyfile(ctx.get(INT8_RANGES).main, folder / "calibration.json")
+        shutil.rmtree(folder / ".steps", ignore_errors=True)
+        return files, tmp, ctx
 
     def _dynamic_onnx(
-        self, model: nn.Module, desc: ModelDescriptor, _data: Any, _device: str
+        self, model: nn.Module, desc: ModelDescriptor, data: Any, _device: str
     ) -> QuantizedModel:
-        folder, tmp = self._work()
-        path = dynamic_int8_from_onnx(
-            self._fp32_onnx(model, desc, folder), folder / "model.int8-dynamic.onnx"
-        )
+        files, tmp, _ctx = self._onnx_results(model, desc, data, ["dynamic"])
         q = QuantizedModel(
             QuantizationType.DYNAMIC,
             "onnxruntime",
             "int8",
             desc,
-            {"dynamic": path},
+            files,
             _tmp=tmp,
             min_psnr_db=self._gate("int8"),
         )
@@ -231,22 +269,8 @@ class ModelQuantizer:
     def _static_onnx(
         self, model: nn.Module, desc: ModelDescriptor, data: Any, _device: str
     ) -> QuantizedModel:
-        folder, tmp = self._work()
-        settings = self.config.static or recipe_for(desc.architecture)
-        source = self._fp32_onnx(model, desc, folder)
-        data = (
-            data
-            if data is not None
-            else sample_calibration_set(desc, self._size(desc), self.config.calibration_samples)
-        )
-        ranges = ranges_from_calibration(
-            source, ArrayCalibrationReader(desc, data), settings, folder / "calibration.json"
-        )
-        writers = {"qdq": qdq_from_onnx, "qoperator": qoperator_from_onnx}
-        files: dict[str, Path] = {
-            f: writers[f](source, folder / f"model.int8-{f}.onnx", ranges, settings)
-            for f in self.config.formats
-        }
+        files, tmp, ctx = self._onnx_results(model, desc, data, list(self.config.formats))
+        recipe, crops = ctx.get(INT8_RECIPE), ctx.get(CALIBRATION_CROPS)
         q = QuantizedModel(
             QuantizationType.STATIC,
             "onnxruntime",
@@ -255,7 +279,7 @@ class ModelQuantizer:
             files,
             _tmp=tmp,
             min_psnr_db=self._gate("int8"),
-            notes=[f"calibration: {settings.method}, {len(data)} samples"],
+            notes=[f"calibration: {recipe.method}, {len(crops)} samples"],
         )
         return self._check(q, model)
 
@@ -282,13 +306,10 @@ class ModelQuantizer:
     ) -> QuantizedModel:
         from .quantize_torch import static_quantize_torch
 
-        data = (
-            data
-            if data is not None
-            else sample_calibration_set(desc, self._size(desc), self.config.calibration_samples)
-        )
+        with tempfile.TemporaryDirectory(prefix="model_manager-quant-") as tmp:
+            crops = self._graph(model, desc, Path(tmp), data).get(CALIBRATION_CROPS)
         example = sample_batch(desc, self._size(desc))
-        result = static_quantize_torch(model, example, data, value_range=desc.output.value_range)
+        result = static_quantize_torch(model, example, crops, value_range=desc.output.value_range)
         q = QuantizedModel(
             QuantizationType.STATIC,
             "torch",
@@ -345,7 +366,9 @@ class ModelQuantizer:
         return desc.fit_size(*self.config.input_size)
 
     def _gate(self, precision: str) -> float:
-        return self.config.min_psnr_db if self.config.min_psnr_db is not None else DEFAULT_GATES[precision]
+        if self.config.min_psnr_db is not None:
+            return self.config.min_psnr_db
+        return self.config.gates.for_precision(precision)
 
     def _check(self, q: QuantizedModel, model: nn.Module) -> QuantizedModel:
         """Quality of every produced variant against FP32 on real photos (at a size not calibrated on)."""

@@ -347,29 +347,17 @@ def static_quantize_torch(
     batches = _calibration(calibration_batches, len(example))
     engine = _resolve_backend(backend)
     _use_engine(engine)
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    from torch.ao.quantization.quantize_fx import prepare_fx
 
-    float_model = copy.deepcopy(module).eval()
-    reference = _run(float_model, example)
+    reference = _run(copy.deepcopy(module).eval(), example)
+    prepared = _fx_prepare(prepare_fx, module, example, engine, keep_float, qat=False)
     with _quiet():
-        try:
-            prepared = prepare_fx(
-                float_model,
-                _qconfig_mapping(engine, qat=False, keep_float=keep_float),
-                example,
-                backend_config=_backend_config(engine),
-            )
-        except Exception as exc:
-            raise _build_error("tracing and inserting observers", module, exc) from exc
         try:
             for batch in batches:
                 _run(prepared, batch)
         except Exception as exc:
             raise _build_error("calibrating", module, exc) from exc
-        try:
-            quantized = convert_fx(prepared, backend_config=_backend_config(engine))
-        except Exception as exc:
-            raise _build_error("converting to int8", module, exc) from exc
+    quantized = _convert(prepared, engine, module)
     try:
         got = _run(quantized, example)
     except Exception as exc:
@@ -586,12 +574,17 @@ def quantized_from_observed(
     module: nn.Module, example_inputs: Inputs, observed: dict[str, torch.Tensor], backend: str = "auto"
 ) -> nn.Module:
     """Rebuild the INT8 model from the FP32 module and a saved observed state (no calibration)."""
-    from torch.ao.quantization.quantize_fx import convert_fx
-
     prepared = prepare_static(module, example_inputs, backend)
-    engine = _resolve_backend(backend)
     with _quiet():
         prepared.load_state_dict(observed, strict=True)
+    return _convert(prepared, _resolve_backend(backend), module)
+
+
+def _convert(prepared: nn.Module, engine: str, module: nn.Module) -> nn.Module:
+    """``convert_fx`` of a calibrated (or restored) prepared model; a build error naming the step."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    with _quiet():
         try:
             return convert_fx(prepared, backend_config=_backend_config(engine))  # type: ignore[arg-type]
         except Exception as exc:

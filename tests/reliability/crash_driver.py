@@ -4,8 +4,9 @@
 Moments are named by what the build is doing when the process dies:
 
 - ``lock-taken``: the key's lock is held, no temporary folder yet;
-- ``step:N``: the parent just received the N-th progress step from its build process (export,
-  calibration, quantization, comparison, timing...); the build process dies with its parent;
+- ``step:N``: the parent just received the N-th build step from its build process (1 the FP32
+  reference, 2 export, 3 quant-ready copy, 4 calibration, 5 the Q/DQ model, 6 comparison with
+  FP32, 7 eager's check, 8 timing); the build process dies with its parent;
 - ``manifest-partial``: half of the manifest is written into the temporary folder;
 - ``manifest-written``: the manifest is complete in the temporary folder, not yet renamed;
 - ``published``: the entry was renamed into place, the lock not yet released;
@@ -32,6 +33,7 @@ from model_manager import ModelConfig, ModelManager
 from model_manager.cache import store
 from model_manager.config import QualityGates
 from model_manager.errors import EngineBuildError
+from model_manager.progress import BuildEvent, subscribe
 
 MODEL = ("super_resolution", "espcn-x2")
 # Trained ESPCN loses 1-4 dB to INT8; the gate is lowered so the INT8 build is served here.
@@ -42,16 +44,15 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class StepTrigger(logging.Handler):
-    """Calls ``action`` when the build process reports its ``n``-th step."""
+class StepTrigger:
+    """Calls ``action`` once, when the first build reports its ``n``-th step on the progress channel."""
 
     def __init__(self, n: int, action: Any) -> None:
-        super().__init__()
-        self.n, self.seen, self.action = n, 0, action
+        self.n, self.action, self.fired = n, action, False
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen += 1
-        if self.seen == self.n:
+    def __call__(self, event: BuildEvent) -> None:
+        if event.index == self.n and not event.detail and not event.done and not self.fired:
+            self.fired = True
             self.action()
 
 
@@ -65,9 +66,7 @@ def install(moment: str) -> None:
     kind, _, arg = moment.partition(":")
     if kind in ("step", "worker"):
         action = die if kind == "step" else kill_build_workers
-        logger = logging.getLogger("model_manager.optim.build_process")
-        logger.setLevel(logging.INFO)
-        logger.addHandler(StepTrigger(int(arg), action))
+        subscribe(StepTrigger(int(arg), action))
     elif kind == "lock-taken":
         store.ArtifactCache._build_and_publish = _before(store.ArtifactCache._build_and_publish)  # type: ignore[method-assign]
     elif kind == "published":

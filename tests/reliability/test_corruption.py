@@ -426,7 +426,7 @@ async def test_soak_more_strategies_every_kind_on_every_file(
 
 
 def _has_bf16() -> bool:
-    from model_manager.optim.candidates import available_candidates
+    from model_manager.optim.candidates.registry import available_candidates
 
     return "bf16" in available_candidates("cpu")
 

@@ -39,22 +39,22 @@ from .crash_driver import GATES, MODEL
 ROOT = Path(__file__).resolve().parents[2]
 STRATEGY = "int8-static"
 # Steps the build process reports for int8-static (see the driver's docstring): 2 export,
-# 3 calibration, 4 writing the Q/DQ model, 5 comparing with FP32, 8 timing.
+# 4 calibration, 5 writing the Q/DQ model, 6 comparing with FP32, 8 timing.
 KILL_MOMENTS = [
     "lock-taken",
     "step:2",
-    "step:3",
     "step:4",
     "step:5",
+    "step:6",
     "step:8",
     "manifest-partial",
     "manifest-written",
     "published",
 ]
 FAST = {
-    "step:3",
+    "step:4",
     "manifest-written",
-}  # and step:4 in the housekeeping test below  # run in CI; the rest with `pytest -m reliability`
+}  # and step:5 in the housekeeping test below  # run in CI; the rest with `pytest -m reliability`
 
 
 def _params(moments: list[str]) -> list:
@@ -156,7 +156,7 @@ async def test_a_killed_build_process_is_an_error_and_the_application_keeps_serv
 async def test_housekeeping_removes_what_a_dead_build_left_but_not_a_running_build(tmp_path: Path) -> None:
     """`cache prune` deletes a killed build's temporary folder once its lock is free, never before."""
     cache = tmp_path / "cache"
-    proc, _tag = run_driver(cache, "step:4")
+    proc, _tag = run_driver(cache, "step:5")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     (left,) = list(cache.rglob(f"{TMP_PREFIX}*"))
     (lock_file,) = list((cache / LOCKS).glob("*.lock"))

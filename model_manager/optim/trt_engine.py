@@ -1,16 +1,18 @@
 """TensorRT engines from ONNX, for TensorRT 10 and 11 (strongly typed: precision comes from the ONNX).
 
-``TensorRTOptimizer(config).optimize_from_onnx(onnx, engine, input_shapes)`` parses the ONNX,
-adds one optimization profile, builds a serialized engine under a progress bar and writes it with
-a JSON sidecar (TensorRT version, GPU, compute capability, profiles, precision, source ONNX
-SHA-256). There are no precision flags to set: an FP16 engine is built from the FP16 ONNX this
+``engine_from_onnx_file(onnx, engine, profiles, config)`` parses the ONNX, adds one optimization
+profile, builds a serialized engine (its phases reported as build-step details) and writes it
+with a JSON sidecar (TensorRT version, GPU, compute capability, profiles, precision, source ONNX
+SHA-256); ``engine_from_onnx`` does the same with the profile a model's descriptor asks for. The
+seed-shaped ``TensorRTOptimizer`` (``trt_optimizer.py``) and the ``tensorrt`` candidates both call
+these. There are no precision flags to set: an FP16 engine is built from the FP16 ONNX this
 project makes (``optim/onnx_fp16.py``), an INT8 engine from the calibrated Q/DQ ONNX the static
 quantizer makes for ONNX Runtime (one calibration serves CPU and GPU). On TensorRT 10 the network
 is created STRONGLY_TYPED so both versions behave alike. The timing cache lives beside the
 engines and is merged under a file lock, so concurrent builds only ever add to it.
 
-``load_engine`` checks the sidecar first: an engine built for another GPU or TensorRT version is
-reported (``engine_is_current``) and treated as a cache miss by callers, never deserialized.
+An engine built for another GPU or TensorRT version is reported by ``engine_is_current`` (from
+the sidecar) and treated as a cache miss by callers, never deserialized.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
+from ..descriptor import ModelDescriptor
 from ..errors import BackendError, InvalidInputError
+from ..progress import detail
 from ..runners.trt_session import failure, import_tensorrt
-from .progress import step
-from .trt_profiles import InputProfile, Shape, profiles_from_shapes
+from .trt_profiles import InputProfile, Shape, opt_at_size, profiles_from_descriptor, profiles_from_shapes
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -39,6 +42,7 @@ Precision = Literal["fp16", "int8", "fp32"]
 HardwareCompat = Literal["none", "ampere_plus", "same_compute_capability"]
 SIDECAR_SUFFIX = ".json"
 TIMING_CACHE = "timing.cache"
+ENGINE = "model.engine"
 
 
 @dataclass(frozen=True)
@@ -135,125 +139,101 @@ def read_sidecar(engine_path: Path) -> dict[str, Any]:
     return data
 
 
-class TensorRTOptimizer:
-    """Builds, loads and times TensorRT engines (the seed's API, on TensorRT 10 / 11)."""
+def engine_from_onnx_file(
+    onnx_path: Path, engine_path: Path, profiles: Sequence[InputProfile], config: TensorRTConfig
+) -> dict[str, Any]:
+    """Build ``engine_path`` (+ sidecar) from ``onnx_path`` with one profile; return the sidecar."""
+    if not onnx_path.is_file():
+        raise InvalidInputError(f"expected an ONNX file, but {str(onnx_path)!r} does not exist")
+    started = time.perf_counter()
+    plan = _build(onnx_path, profiles, engine_path.parent, config)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(engine_path, plan)
+    sidecar = make_sidecar(onnx_path, profiles, config, current_environment())
+    sidecar["build_seconds"] = round(time.perf_counter() - started, 3)
+    sidecar["engine_bytes"] = len(plan)
+    _write_atomic(engine_path.with_suffix(engine_path.suffix + SIDECAR_SUFFIX), json.dumps(sidecar).encode())
+    log.info("built %s in %.1f s (%d bytes)", engine_path, sidecar["build_seconds"], len(plan))
+    return sidecar
 
-    def __init__(self, config: TensorRTConfig | None = None) -> None:
-        self.config = config or TensorRTConfig()
 
-    def optimize_from_onnx(
-        self,
-        onnx_path: str | Path,
-        engine_path: str | Path,
-        input_shapes: Mapping[str, tuple[Shape, Shape, Shape] | Shape] | Sequence[InputProfile],
-    ) -> dict[str, Any]:
-        """Build ``engine_path`` (+ sidecar) from ``onnx_path`` with one profile; return the metadata."""
-        onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-        if not onnx_path.is_file():
-            raise InvalidInputError(f"expected an ONNX file, but {str(onnx_path)!r} does not exist")
-        profiles = _as_profiles(input_shapes)
-        started = time.perf_counter()
-        plan = self._build(onnx_path, profiles, engine_path.parent)
-        engine_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(engine_path, plan)
-        sidecar = make_sidecar(onnx_path, profiles, self.config, current_environment())
-        sidecar["build_seconds"] = round(time.perf_counter() - started, 3)
-        sidecar["engine_bytes"] = len(plan)
-        _write_atomic(
-            engine_path.with_suffix(engine_path.suffix + SIDECAR_SUFFIX), json.dumps(sidecar).encode()
+def engine_from_onnx(
+    onnx_path: Path,
+    descriptor: ModelDescriptor,
+    folder: Path,
+    config: TensorRTConfig,
+    opt_size: tuple[int, int],
+) -> list[str]:
+    """Build ``model.engine`` (+ sidecar) in ``folder`` with the descriptor's profile at ``opt_size``."""
+    opt = opt_at_size(descriptor, opt_size)
+    profiles, notes = profiles_from_descriptor(descriptor, opt)
+    for note in notes:
+        detail(note)
+    engine_from_onnx_file(onnx_path, folder / ENGINE, profiles, config)
+    return [ENGINE, ENGINE + SIDECAR_SUFFIX]
+
+
+def _build(onnx_path: Path, profiles: Sequence[InputProfile], folder: Path, cfg: TensorRTConfig) -> bytes:
+    import_tensorrt()  # BackendUnavailableError naming the extra, not a bare ImportError
+    import tensorrt as trt
+
+    from ..runners.trt_session import make_logger
+
+    logger = make_logger()
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags())
+    parser = trt.OnnxParser(network, logger)
+    detail(f"parse {onnx_path.name}")
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+        raise BackendError(f"tensorrt could not parse {onnx_path.name}: {errors}")
+    config = _builder_config(builder, network, profiles, cfg)
+    cache_path = cfg.timing_cache or folder / TIMING_CACHE
+    cache = config.create_timing_cache(_read_bytes(cache_path))
+    config.set_timing_cache(cache, False)
+    config.progress_monitor = make_progress_monitor()
+    detail(f"build the {cfg.precision} engine (minutes: TensorRT times every tactic)")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise failure(f"build an engine from {onnx_path.name}", logger)
+    merge_timing_cache(config, cache_path)
+    return bytes(plan)
+
+
+def _builder_config(
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    profiles: Sequence[InputProfile],
+    cfg: TensorRTConfig,
+) -> trt.IBuilderConfig:
+    import tensorrt as trt
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_bytes)
+    config.builder_optimization_level = cfg.optimization_level
+    if cfg.hardware_compatibility != "none":
+        config.hardware_compatibility_level = getattr(
+            trt.HardwareCompatibilityLevel, cfg.hardware_compatibility.upper()
         )
-        log.info("built %s in %.1f s (%d bytes)", engine_path, sidecar["build_seconds"], len(plan))
-        return sidecar
-
-    def _build(self, onnx_path: Path, profiles: Sequence[InputProfile], folder: Path) -> bytes:
-        import_tensorrt()  # BackendUnavailableError naming the extra, not a bare ImportError
-        import tensorrt as trt
-
-        from ..runners.trt_session import make_logger
-
-        logger = make_logger()
-        builder = trt.Builder(logger)
-        network = builder.create_network(_network_flags())
-        parser = trt.OnnxParser(network, logger)
-        step(f"parse {onnx_path.name}")
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
-            raise BackendError(f"tensorrt could not parse {onnx_path.name}: {errors}")
-        config = self._builder_config(builder, network, profiles)
-        cache_path = self.config.timing_cache or folder / TIMING_CACHE
-        cache = config.create_timing_cache(_read_bytes(cache_path))
-        config.set_timing_cache(cache, False)
-        config.progress_monitor = make_progress_monitor()
-        step(f"build the {self.config.precision} engine (minutes: TensorRT times every tactic)")
-        plan = builder.build_serialized_network(network, config)
-        if plan is None:
-            raise failure(f"build an engine from {onnx_path.name}", logger)
-        merge_timing_cache(config, cache_path)
-        return bytes(plan)
-
-    def _builder_config(
-        self, builder: trt.Builder, network: trt.INetworkDefinition, profiles: Sequence[InputProfile]
-    ) -> trt.IBuilderConfig:
-        import tensorrt as trt
-
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.config.workspace_bytes)
-        config.builder_optimization_level = self.config.optimization_level
-        if self.config.hardware_compatibility != "none":
-            config.hardware_compatibility_level = getattr(
-                trt.HardwareCompatibilityLevel, self.config.hardware_compatibility.upper()
-            )
-        if self.config.version_compatible:
-            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-        profile = builder.create_optimization_profile()
-        names = [network.get_input(i).name for i in range(network.num_inputs)]
-        by_name = {p.name: p for p in profiles}
-        if sorted(names) != sorted(by_name):
-            raise InvalidInputError(
-                f"expected a profile for each network input {names}, got {sorted(by_name)}"
-            )
-        for name in names:
-            p = by_name[name]
-            profile.set_shape(name, p.min, p.opt, p.max)
-        if config.add_optimization_profile(profile) < 0:
-            raise BackendError(f"tensorrt rejected the profile {[p.describe() for p in profiles]}")
-        return config
-
-    def load_engine(self, engine_path: str | Path) -> trt.ICudaEngine:
-        """Deserialize an engine after checking its sidecar against this GPU and TensorRT."""
-        from ..runners.trt_session import deserialize_engine
-
-        engine_path = Path(engine_path)
-        ok, reasons = engine_is_current(read_sidecar(engine_path), current_environment())
-        if not ok:
-            raise BackendError(f"{engine_path.name} cannot run here: " + "; ".join(reasons))
-        engine: trt.ICudaEngine = deserialize_engine(str(engine_path), self.config.version_compatible)
-        return engine
-
-    def benchmark_engine(
-        self, engine_path: str | Path, test_input: Any, num_iterations: int = 100
-    ) -> dict[str, Any]:
-        """Median / p90 latency (CUDA events, the one harness) of the engine on ``test_input``."""
-        from ..runners.trt_runner import TrtRunner
-        from .benchmark import benchmark
-
-        runner = TrtRunner.from_engine(Path(engine_path))
-        try:
-            result = benchmark(
-                lambda: runner(test_input), label=Path(engine_path).name, iterations=num_iterations, cuda=True
-            )
-        finally:
-            runner.close()
-        return {
-            **result.to_dict(),
-            "average_time_ms": result.mean_ms,
-            "throughput_fps": result.throughput_per_s,
-        }
+    if cfg.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    profile = builder.create_optimization_profile()
+    names = [network.get_input(i).name for i in range(network.num_inputs)]
+    by_name = {p.name: p for p in profiles}
+    if sorted(names) != sorted(by_name):
+        raise InvalidInputError(f"expected a profile for each network input {names}, got {sorted(by_name)}")
+    for name in names:
+        p = by_name[name]
+        profile.set_shape(name, p.min, p.opt, p.max)
+    if config.add_optimization_profile(profile) < 0:
+        raise BackendError(f"tensorrt rejected the profile {[p.describe() for p in profiles]}")
+    return config
 
 
-def _as_profiles(
+def as_profiles(
     value: Mapping[str, tuple[Shape, Shape, Shape] | Shape] | Sequence[InputProfile],
 ) -> list[InputProfile]:
+    """The seed's ``input_shapes`` (a mapping of shapes) or InputProfile items, as profiles."""
     if isinstance(value, Mapping):
         return profiles_from_shapes(value)
     profiles = [p for p in value if isinstance(p, InputProfile)]
@@ -279,7 +259,7 @@ def make_progress_monitor() -> trt.IProgressMonitor:
             trt.IProgressMonitor.__init__(self)
 
         def phase_start(self, phase_name: str, parent_phase: str, num_steps: SupportsInt) -> None:
-            step(f"{phase_name} ({int(num_steps)} steps)")
+            detail(f"{phase_name} ({int(num_steps)} steps)")
 
         def step_complete(self, phase_name: str, step_index: SupportsInt) -> bool:
             return True  # False would cancel the build
@@ -314,25 +294,3 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def _convenience(model_type: str) -> Any:
-    def optimize(
-        model: Any,
-        engine_path: str | Path,
-        config: TensorRTConfig | None = None,
-        opt_size: tuple[int, int] | None = None,
-    ) -> dict[str, Any]:
-        from .trt_candidates import engine_from_module
-
-        return engine_from_module(model, model_type, Path(engine_path), config or TensorRTConfig(), opt_size)
-
-    optimize.__doc__ = (
-        f"Export a {model_type} network to ONNX (FP16 / Q/DQ as configured) and build its engine."
-    )
-    return optimize
-
-
-optimize_style_transfer_tensorrt = _convenience("style_transfer")
-optimize_super_resolution_tensorrt = _convenience("super_resolution")
-optimize_interpolation_tensorrt = _convenience("interpolation")

@@ -8,81 +8,28 @@ from typing import Any
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import BackendUnavailableError
-from .images import from_batch, write_image
-from .manager import ModelManager
-from .optim.benchmark import format_table
-from .optimization import Optimization
-from .runners.base import Runner
-from .samples import sample_batch
-
-HEADER = [
-    "strategy",
-    "engine",
-    "median ms",
-    "p90 ms",
-    "vs eager FP32",
-    "size on disk",
-    "PSNR dB",
-    "gate",
-    "build s",
-    "",
-]
+from ..config import ModelConfig
+from ..errors import BackendUnavailableError
+from ..images import from_batch, write_image
+from ..manager import ModelManager
+from ..runners.base import Runner
+from ..samples import sample_batch
 
 
 async def bench(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     async with ModelManager(config) as manager:
+        if args.checkpoint is not None:
+            await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
         result = await manager.benchmark_strategies(args.model_type, args.name, args.optimization, args.size)
         if args.compare is not None:
-            chosen = result["decision"]["chosen"]
             eager = await manager.load_optimized_model(args.model_type, args.name, "none")
-            # internal candidates (int8-static-qop, openvino-bf16...) are what auto serves
-            strategy = chosen if chosen in {o.value for o in Optimization} else "auto"
-            served = await manager.load_optimized_model(args.model_type, args.name, strategy)
+            served = await manager.load_optimized_model(
+                args.model_type, args.name, result["decision"]["chosen"]
+            )
             result["compare"] = str(compare_grid(eager, served, args.size or (256, 256), args.compare))
     if args.plot is not None:
         result["plot"] = str(plot(result, args.plot))
     return result
-
-
-def rows(result: dict[str, Any]) -> list[list[str]]:
-    """One row per candidate: the numbers, the gate verdict, and which one ``auto`` serves."""
-    decision = result["decision"]
-    out = []
-    for c in decision["candidates"]:
-        served = "<- served" if c["name"] == decision["chosen"] else ""
-        if c["error"]:
-            out.append(
-                [c["name"], c["backend"], "-", "-", "-", "-", "-", f"error: {c['error'][:50]}", "-", ""]
-            )
-            continue
-        size = "-" if c.get("size_bytes") is None else f"{c['size_bytes'] / 1e6:.2f} MB"
-        gate = "pass" if c["passed"] else f"FAIL (<{c['min_psnr_db']:.0f})"
-        out.append(
-            [
-                c["name"],
-                c["backend"],
-                f"{c['median_ms']:.2f}",
-                f"{c['p90_ms']:.2f}",
-                f"{c['speedup']:.2f}x",
-                size,
-                f"{c['psnr_db']:.1f}",
-                gate,
-                f"{c['build_seconds'] or 0:.1f}",
-                served,
-            ]
-        )
-    return out
-
-
-def format_bench(result: dict[str, Any]) -> str:
-    shape = " + ".join("x".join(str(d) for d in s) for s in result["input"])
-    m = result["machine"]
-    machine = f"{m.get('cpu')} ({m.get('torch_threads')} threads)"
-    head = f"{result['model']} [{result['optimization']}] input {shape} on {machine}"
-    tail = f"served: {result['decision']['chosen']}: {result['decision']['reason']}"
-    return "\n".join([head, format_table(rows(result), HEADER), tail])
 
 
 def compare_grid(eager: Runner, served: Runner, size: tuple[int, int], path: Path) -> Path:

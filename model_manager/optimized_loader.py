@@ -1,14 +1,17 @@
 """From (entry, requested optimization) to a ready Runner: plan, key, cached build, open.
 
-The manager delegates here. The plan comes from ``optim.strategy``; the key from ``cache.key``;
-the build runs through the ArtifactCache (once per key across processes) in a child process;
-the Runner is opened from the published files with ``info`` filled from the manifest.
+The manager delegates here. The plan comes from ``optim.planner`` (reading the strategy table);
+the key from ``cache.key``; the build runs through the ArtifactCache (once per key across
+processes) in a child process, its steps published on the progress channel; the Runner is opened
+from the published files with ``info`` filled from the manifest. ``measure`` runs the same build
+into a temporary folder for ``model-manager bench``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,20 +19,23 @@ from typing import Any
 from .cache import ArtifactCache, BuildOutput, CacheEntry, CacheKey, make_key
 from .checkpoint import weights_hash
 from .config import ModelConfig
+from .entry import ModelEntry
 from .models import LoadedModel
-from .optim.build import build_plan
+from .optim.build_plan import build_plan
 from .optim.build_process import build_in_subprocess
-from .optim.candidates import CANDIDATES, BuildSettings, OpenRequest, available_candidates
+from .optim.candidates.base import OpenRequest
+from .optim.candidates.registry import available_candidates, get_candidate
 from .optim.hardware import Hardware, probe_hardware
-from .optim.onnx_export import DEFAULT_OPSET
-from .optim.strategy import BASELINE, Plan, plan
-from .optimization import Optimization
-from .registry import ModelEntry
+from .optim.intermediates import EXPORTER
+from .optim.planner import Plan, plan
+from .optim.settings import DEFAULT_OPSET, BuildSettings
+from .optim.strategies import AUTO, BASELINE, strategy
+from .progress import publish
 from .runners import Runner, RunnerInfo, TorchRunner
 
 log = logging.getLogger(__name__)
 
-EXPORT_SETTINGS = {"exporter": "torchscript", "opset": DEFAULT_OPSET, "optimize": "none"}
+EXPORT_SETTINGS = {"exporter": EXPORTER, "opset": DEFAULT_OPSET, "optimize": "none"}
 
 
 class OptimizedLoader:
@@ -52,50 +58,51 @@ class OptimizedLoader:
             return "cuda"
         return "cpu"
 
-    def plan_for(self, requested: Optimization) -> Plan:
+    def plan_for(self, requested: str) -> Plan:
         device = self.device()
         available = available_candidates(device)
-        if requested is Optimization.AUTO:
+        if requested == AUTO:
             available -= set(self.config.auto_exclude)
         the_plan = plan(requested, self.hardware, available, device)
         for note in the_plan.notes:  # every fallback is logged, and recorded in runner.info.notes
-            log.info("%s on %s: %s", requested.value, device, note)
+            log.info("%s on %s: %s", requested, device, note)
         return the_plan
 
-    async def load(self, entry: ModelEntry, requested: Optimization) -> Runner:
+    async def load(self, entry: ModelEntry, requested: str) -> Runner:
         """Plan, then either run eager directly or go through the cache."""
         the_plan = self.plan_for(requested)
         loaded = await asyncio.to_thread(entry.load)
         if the_plan.candidates == (BASELINE,) and not the_plan.measured:
             return self._eager(entry, loaded, the_plan)
-        key = await asyncio.to_thread(self._key, entry, loaded, the_plan)
-        cached = await self.cache.get_or_build(key, self._builder(entry, loaded, the_plan))
+        digest = await asyncio.to_thread(weights_hash, loaded.module.state_dict())
+        key = self._key(entry, loaded, the_plan, digest)
+        settings = self._settings(loaded, the_plan, digest)
+        cached = await self.cache.get_or_build(key, self._builder(entry, loaded, the_plan, settings))
         return await asyncio.to_thread(self._open, entry, loaded, the_plan, cached)  # off the event loop
 
     async def measure(
-        self, entry: ModelEntry, requested: Optimization, size: tuple[int, int] | None = None
+        self, entry: ModelEntry, requested: str, size: tuple[int, int] | None = None
     ) -> dict[str, Any]:
         """Build, check and time every candidate of the plan (and eager FP32) without caching.
 
-        What ``auto`` decides, with every candidate's numbers; for ``model-manager bench``.
+        What ``auto`` decides, with every candidate's numbers (those that failed their gate are
+        timed too); for ``model-manager bench``. Intermediates of earlier builds are reused.
         """
-        import tempfile
-
         the_plan = self.plan_for(requested)
         loaded = await asyncio.to_thread(entry.load)
-        settings = self._settings(loaded, the_plan)
+        digest = await asyncio.to_thread(weights_hash, loaded.module.state_dict())
+        settings = replace(self._settings(loaded, the_plan, digest), time_failed=True)
         if size is not None:
             settings = replace(settings, opt_size=loaded.descriptor.fit_size(*size))
         with tempfile.TemporaryDirectory(prefix="model_manager_bench_") as tmp:
-            out = await asyncio.to_thread(
-                build_plan, loaded.module, loaded.descriptor, the_plan, Path(tmp), settings
-            )
+            out = await self._builder(entry, loaded, the_plan, settings)(Path(tmp))
         return {
             "model": f"{entry.model_type}/{entry.name}",
             "optimization": the_plan.requested,
             "input": out.benchmark["input"],
             "decision": out.decision,
             "machine": out.benchmark["machine"],
+            "build": out.build,
         }
 
     def _eager(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> Runner:
@@ -111,21 +118,22 @@ class OptimizedLoader:
         )
         return TorchRunner(loaded.module, loaded.descriptor, info, device=the_plan.device)
 
-    def _key(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> CacheKey:
+    def _key(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, digest: str) -> CacheKey:
         hw = self.hardware
         device = hw.gpu_key() if the_plan.device == "cuda" else {"kind": "cpu"}
-        compiled_for_cpu = any(CANDIDATES[c].backend == "openvino" for c in the_plan.candidates)
-        if the_plan.measured or compiled_for_cpu:  # the decision (or a compiled blob) depends on this CPU
-            device = hw.cpu_key()
-        settings = self._settings(loaded, the_plan)
+        compiled_for_cpu = any(strategy(c).backend == "openvino" for c in the_plan.candidates)
+        measured_here = the_plan.measured or compiled_for_cpu
+        if measured_here:  # the decision (or a compiled blob) depends on this CPU and its threads
+            device = {**hw.cpu_key(), "num_threads": self.config.num_threads}
+        settings = self._settings(loaded, the_plan, digest)
         return make_key(
             entry.model_type,
             entry.name,
-            weights_hash(loaded.module.state_dict()),
+            digest,
             the_plan.requested,
             architecture=loaded.architecture,
             hyperparameters=loaded.hyperparameters,
-            precision="auto" if the_plan.measured else CANDIDATES[the_plan.candidates[0]].precision,
+            precision="auto" if the_plan.measured else strategy(the_plan.candidates[0]).precision,
             profile=loaded.descriptor.profile.to_dict() if loaded.descriptor.profile else None,
             export=EXPORT_SETTINGS,
             device=device,
@@ -136,7 +144,7 @@ class OptimizedLoader:
             },
         )
 
-    def _settings(self, loaded: LoadedModel, the_plan: Plan) -> BuildSettings:
+    def _settings(self, loaded: LoadedModel, the_plan: Plan, digest: str) -> BuildSettings:
         batch, height, width = loaded.descriptor.opt_shape()
         return BuildSettings(
             device=the_plan.device,
@@ -145,10 +153,13 @@ class OptimizedLoader:
             num_threads=self.config.num_threads,
             opt_size=(height, width),
             opt_batch=batch,
+            weights_sha256=digest,
+            intermediates_root=str(self.cache.root),
         )
 
-    def _builder(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan) -> Any:
-        settings = self._settings(loaded, the_plan)
+    def _builder(
+        self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, settings: BuildSettings
+    ) -> Any:
         label = f"{entry.model_type}/{entry.name} [{the_plan.requested}]"
 
         async def build(folder: Path) -> BuildOutput:
@@ -163,7 +174,7 @@ class OptimizedLoader:
                     label,
                 )
             out = await asyncio.to_thread(
-                build_plan, loaded.module, loaded.descriptor, the_plan, folder, settings
+                build_plan, loaded.module, loaded.descriptor, the_plan, folder, settings, publish, label
             )
             if entry.weights.kind == "factory":
                 out.notes.append(
@@ -176,7 +187,7 @@ class OptimizedLoader:
     def _open(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, cached: CacheEntry) -> Runner:
         m = cached.manifest
         chosen = str(m.decision.get("chosen") or the_plan.candidates[0])
-        cand = CANDIDATES[chosen]
+        cand = get_candidate(chosen)
         info = RunnerInfo(
             model_type=entry.model_type,
             name=entry.name,

@@ -1,0 +1,253 @@
+"""Run a plan through the build graph: build each candidate, check it against FP32, time, choose.
+
+Runs inside the build process (``build_process``) or, for user factory models, in a worker thread.
+One :class:`~.graph.BuildContext` serves the whole build, so the FP32 export, the calibration and
+every other intermediate is made once, whichever candidates consume it (and reused from earlier
+builds of the same weights). Each candidate builds into a folder of its own, is opened and
+compared with eager FP32 on real sample photos at the profile's opt shape; the survivors are timed
+together with the one harness (clear losers dropped early), and the served candidate's files are
+moved into the entry. Every step is reported as k of n on the progress channel.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..cache import BuildOutput
+from ..cache.intermediates import IntermediateStore
+from ..cache.storage import storage_cause, write_error
+from ..descriptor import ModelDescriptor
+from ..errors import EngineBuildError, ModelManagerError, QualityGateError
+from ..progress import BuildEvent
+from ..runners import Runner, RunnerInfo
+from .benchmark import benchmark_interleaved, machine_info
+from .candidates.base import Candidate, OpenRequest
+from .candidates.registry import get_candidate
+from .decision import CandidateResult, Decision, choose, fill_speedups
+from .graph import BuildContext, closure
+from .intermediates import FP32_REFERENCE, INPUTS
+from .planner import Plan
+from .quality import compare
+from .settings import BuildSettings
+from .strategies import BASELINE
+
+log = logging.getLogger(__name__)
+
+STEPS_DIR, CANDIDATES_DIR = ".steps", ".candidates"
+DROP_SLOWER_THAN = 1.3
+"""While timing, a candidate this many times slower than the best so far stops being timed."""
+
+
+def build_plan(
+    module: nn.Module,
+    descriptor: ModelDescriptor,
+    plan: Plan,
+    folder: Path,
+    settings: BuildSettings,
+    events: Callable[[BuildEvent], None] | None = None,
+    label: str = "",
+) -> BuildOutput:
+    """Build and check every candidate of ``plan`` in ``folder``, time them together, keep the served one."""
+    names = list(plan.candidates) + ([BASELINE] if BASELINE not in plan.candidates else [])
+    candidates = {name: get_candidate(name) for name in names}
+    store = IntermediateStore(settings.intermediates_root) if settings.intermediates_root else None
+    ctx = BuildContext(
+        module,
+        descriptor,
+        settings,
+        folder / STEPS_DIR,
+        store=store,
+        events=events,
+        label=label,
+        total_steps=count_steps(candidates.values()),
+    )
+    try:
+        with ctx.reporting():
+            results, files, runners = _build_all(ctx, candidates, folder)
+            _time_together(ctx, runners, results, plan.measured)
+        decision = choose(list(results.values())) if plan.measured else _single(plan, results)
+        _keep_served(folder, decision.chosen, files)
+    finally:
+        shutil.rmtree(folder / STEPS_DIR, ignore_errors=True)
+        shutil.rmtree(folder / CANDIDATES_DIR, ignore_errors=True)
+        ctx.finish()
+    return _output(results, files, decision, plan, ctx)
+
+
+def count_steps(candidates: Any) -> int:
+    """Steps a build of these candidates reports: shared intermediates once, each candidate's own, the
+    check of each, and the timing."""
+    candidates = list(candidates)
+    needs = closure([FP32_REFERENCE, *(s for c in candidates for s in c.needs)])
+    own = sum(c.steps for c in candidates)
+    return sum(1 for s in needs if not s.quiet) + own + len(candidates) + 1
+
+
+def _build_all(
+    ctx: BuildContext, candidates: dict[str, Candidate], folder: Path
+) -> tuple[dict[str, CandidateResult], dict[str, list[str]], dict[str, Runner]]:
+    inputs, reference = ctx.get(INPUTS), ctx.get(FP32_REFERENCE)
+    results: dict[str, CandidateResult] = {}
+    files: dict[str, list[str]] = {}
+    runners: dict[str, Runner] = {}
+    for name, cand in candidates.items():
+        cand_folder = folder / CANDIDATES_DIR / name
+        cand_folder.mkdir(parents=True, exist_ok=True)
+        results[name], files[name], runner = _build_and_check(ctx, cand, cand_folder, inputs, reference)
+        if runner is not None:
+            runners[name] = runner
+        if files[name]:
+            results[name].size_bytes = sum((cand_folder / f).stat().st_size for f in files[name])
+    return results, files, runners
+
+
+def _build_and_check(
+    ctx: BuildContext,
+    cand: Candidate,
+    folder: Path,
+    inputs: list[np.ndarray],
+    reference: np.ndarray,
+) -> tuple[CandidateResult, list[str], Runner | None]:
+    """Build one candidate and compare it with FP32; a failure is recorded, not raised."""
+    result = CandidateResult(
+        cand.name, cand.backend, cand.precision, min_psnr_db=ctx.settings.gate(cand.precision)
+    )
+    files: list[str] = []
+    started = time.perf_counter()
+    try:
+        files = cand.build(ctx, folder)
+        result.build_seconds = round(time.perf_counter() - started, 3)
+        ctx.begin(f"check {cand.name} against FP32 on sample photos")
+        info = RunnerInfo(
+            ctx.descriptor.model_type, cand.name, cand.name, cand.backend, ctx.settings.device, ""
+        )
+        req = OpenRequest(
+            folder, files, ctx.module, ctx.descriptor, info, ctx.settings.device, ctx.settings.num_threads
+        )
+        runner = cand.open(req)
+        q = compare(reference, runner(*inputs), ctx.descriptor.output.value_range)
+        result.psnr_db, result.max_abs_error = q.psnr_db, q.max_abs_error
+        result.passed = q.psnr_db >= (result.min_psnr_db or 0.0)
+        return result, files, runner
+    except Exception as exc:  # a candidate that cannot be built is reported, not served
+        if (cause := storage_cause(exc)) is not None:  # a full disk fails every candidate: stop
+            raise write_error(f"the {cand.name} build files", folder, cause) from exc
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        log.warning(
+            "candidate %s failed: %s",
+            cand.name,
+            result.error,
+            exc_info=not isinstance(exc, ModelManagerError),
+        )
+        return result, files, None
+
+
+def _time_together(
+    ctx: BuildContext, runners: dict[str, Runner], results: dict[str, CandidateResult], measured: bool
+) -> None:
+    """Time every built candidate and eager FP32 round-robin, then close every runner.
+
+    For ``auto``, a candidate that failed its gate is timed for one visit only (it cannot be served;
+    the figure is for the report) unless ``settings.time_failed``, and one clearly slower than the
+    best so far stops being timed after three visits.
+    """
+    settings, inputs = ctx.settings, ctx.get(INPUTS)
+    brief = [] if settings.time_failed or not measured else [n for n in runners if not results[n].passed]
+    ctx.begin(f"time {', '.join(runners)} against each other (interleaved)")
+    try:
+        timings = benchmark_interleaved(
+            {name: functools.partial(r, *inputs) for name, r in runners.items()},
+            warmup=settings.warmup,
+            rounds=settings.iterations,
+            max_seconds=settings.time_budget_s * max(1, len(runners) - len(brief)),
+            cuda=settings.device == "cuda",
+            drop_slower_than=DROP_SLOWER_THAN if measured else None,
+            keep=(BASELINE,),
+            brief=[n for n in brief if n != BASELINE],
+        )
+        for name, t in timings.items():
+            r = results[name]
+            r.median_ms, r.p90_ms, r.timed_calls = round(t.median_ms, 3), round(t.p90_ms, 3), t.iterations
+    finally:
+        for runner in runners.values():
+            runner.close()
+
+
+def _single(plan: Plan, results: dict[str, CandidateResult]) -> Decision:
+    """An explicit strategy: its candidate if it built and passed its gate, else an error."""
+    fill_speedups(list(results.values()))
+    r = results[plan.candidates[0]]
+    if r.error:
+        raise EngineBuildError(f"building {r.name} failed: {r.error}")
+    if not r.passed:
+        raise QualityGateError(
+            f"{r.name} reaches {r.psnr_db:.1f} dB against FP32, below its {r.min_psnr_db:.1f} dB gate; "
+            "not served"
+        )
+    reason = f"{plan.requested} was requested"
+    if r.speedup is not None and r.speedup < 1.0:
+        reason += f" (note: {r.speedup:.2f}x eager FP32, i.e. slower)"
+    return Decision(r.name, reason, [x.to_dict() for x in results.values()])
+
+
+def _keep_served(folder: Path, chosen: str, files: dict[str, list[str]]) -> None:
+    """Move the served candidate's files from its own folder into the entry folder."""
+    for name in files[chosen]:
+        (folder / CANDIDATES_DIR / chosen / name).replace(folder / name)
+
+
+def _output(
+    results: dict[str, CandidateResult],
+    files: dict[str, list[str]],
+    decision: Decision,
+    plan: Plan,
+    ctx: BuildContext,
+) -> BuildOutput:
+    chosen = results[decision.chosen]
+    report = ctx.report.to_dict()
+    report["fp32_exports"] = ctx.report.made("fp32.onnx")
+    report["seconds"] = ctx.elapsed
+    return BuildOutput(
+        files=files[decision.chosen],
+        backend=chosen.backend,
+        precision=chosen.precision,
+        quality={
+            "psnr_db": chosen.psnr_db,
+            "max_abs_error": chosen.max_abs_error,
+            "min_psnr_db": chosen.min_psnr_db,
+        },
+        benchmark={
+            "median_ms": chosen.median_ms,
+            "p90_ms": chosen.p90_ms,
+            "speedup": chosen.speedup,
+            "eager_median_ms": results[BASELINE].median_ms,
+            "input": [list(x.shape) for x in ctx.get(INPUTS)],
+            "machine": machine_info(),
+        },
+        decision=decision.to_dict(),
+        notes=list(plan.notes),
+        build=report,
+    )
+
+
+def result_to_dict(out: BuildOutput) -> dict[str, Any]:
+    """A BuildOutput as JSON-ready data (what the build process sends its parent)."""
+    return {
+        "files": out.files,
+        "backend": out.backend,
+        "precision": out.precision,
+        "quality": out.quality,
+        "benchmark": out.benchmark,
+        "decision": out.decision,
+        "notes": out.notes,
+        "build": out.build,
+    }

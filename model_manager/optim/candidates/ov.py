@@ -1,0 +1,98 @@
+"""OpenVINO candidates: ``openvino`` (f32 hint), ``openvino-bf16`` (bf16 hint), ``openvino-int8`` (NNCF).
+
+All three start from the build's verified FP32 export: the FP32 IR is converted once per build
+(and reused by later builds of the same export); the INT8 IR is NNCF post-training quantization
+on the build's calibration crops, keeping the layers of the architecture's recipe in float. Each
+candidate compiles its IR once into the entry (``CACHE_DIR``), so restarts load the blob.
+Registered only where the ``openvino`` extra is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ...cache.key import toolchain_versions
+from ...progress import detail
+from ...runners import OvRunner, Runner
+from ...runners.ov_session import PrecisionHint
+from ..graph import BuildContext, Files, Step
+from ..intermediates import CALIBRATION_CROPS, FP32_ONNX
+from ..ov_ir import OV_INT8_RECIPES, OvInt8Recipe, compiled_blob, int8_ir_from_ir, ir_from_onnx
+from .base import Candidate, OpenRequest
+
+IR_XML = "model.ov.xml"
+INT8_XML = "model.ov-int8.xml"
+HINTS: dict[str, PrecisionHint] = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
+
+
+def _recipe(ctx: BuildContext) -> OvInt8Recipe:
+    return OV_INT8_RECIPES.get(ctx.descriptor.architecture, OvInt8Recipe())
+
+
+def _versions(*names: str) -> Mapping[str, Any]:
+    versions = toolchain_versions()
+    return {n: versions.get(n) for n in names}
+
+
+OV_IR: Step[Files] = Step(
+    "ov.ir",
+    "convert the FP32 ONNX to OpenVINO IR",
+    lambda ctx, folder: Files(folder, tuple(ir_from_onnx(ctx.get(FP32_ONNX).main, folder / IR_XML))),
+    needs=(FP32_ONNX,),
+    identity=lambda _ctx: _versions("openvino"),
+    reusable=True,
+)
+
+
+def _int8_ir(ctx: BuildContext, folder: Path) -> Files:
+    crops = ctx.get(CALIBRATION_CROPS)
+    detail(f"NNCF post-training INT8 on {len(crops)} photo crops")
+    return Files(folder, tuple(int8_ir_from_ir(ctx.get(OV_IR).main, folder / INT8_XML, crops, _recipe(ctx))))
+
+
+OV_INT8_IR: Step[Files] = Step(
+    "ov.int8-ir",
+    "quantize the IR to INT8 with NNCF",
+    _int8_ir,
+    needs=(OV_IR, CALIBRATION_CROPS),
+    identity=lambda ctx: {"recipe": _recipe(ctx), **_versions("openvino", "nncf")},
+    reusable=True,
+)
+
+
+def _builder(name: str, ir: Step[Files]) -> Callable[[BuildContext, Path], list[str]]:
+    def build(ctx: BuildContext, folder: Path) -> list[str]:
+        files = ctx.get(ir).copy_to(folder)
+        ctx.begin(f"compile for the CPU ({HINTS[name]} hint) into the entry's model cache", name)
+        return [*files, *compiled_blob(folder, files[0], HINTS[name], ctx.settings.num_threads)]
+
+    return build
+
+
+def _opener(name: str, xml: str) -> Callable[[OpenRequest], Runner]:
+    def open_runner(req: OpenRequest) -> Runner:
+        blobs = [f for f in req.files if f.endswith(".blob")]
+        return OvRunner(
+            req.folder / xml,
+            req.descriptor,
+            req.info,
+            hint=HINTS[name],
+            num_threads=req.num_threads,
+            cache_dir=req.folder if blobs else None,
+        )
+
+    return open_runner
+
+
+CANDIDATES = (
+    Candidate("openvino", (OV_IR,), _builder("openvino", OV_IR), _opener("openvino", IR_XML)),
+    Candidate("openvino-bf16", (OV_IR,), _builder("openvino-bf16", OV_IR), _opener("openvino-bf16", IR_XML)),
+    Candidate(
+        "openvino-int8",
+        (OV_INT8_IR,),
+        _builder("openvino-int8", OV_INT8_IR),
+        _opener("openvino-int8", INT8_XML),
+    ),
+)

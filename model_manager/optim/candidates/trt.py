@@ -1,0 +1,43 @@
+"""TensorRT candidates: ``tensorrt`` (FP16 engine) and ``tensorrt-int8`` (from the Q/DQ ONNX).
+
+FP16: the build's verified FP32 export -> FP16 ONNX (InstanceNorm statistics in float) ->
+engine. INT8: the same calibrated symmetric Q/DQ ONNX that ``int8-static`` serves on the CPU ->
+engine. Registered only where ``tensorrt`` imports; the cache key carries the GPU, its compute
+capability and the TensorRT version, so an engine built elsewhere is a miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ...runners import Runner
+from ..graph import BuildContext, Files, Step
+from ..intermediates import FP16_ONNX, INT8_QDQ_ONNX
+from ..trt_engine import ENGINE, Precision, TensorRTConfig, engine_from_onnx
+from .base import Candidate, OpenRequest
+
+
+def _builder(
+    name: str, source: Step[Files], precision: Precision
+) -> Callable[[BuildContext, Path], list[str]]:
+    def build(ctx: BuildContext, folder: Path) -> list[str]:
+        onnx = ctx.get(source)
+        ctx.begin(f"build the {precision} engine (TensorRT times every tactic)", name)
+        return engine_from_onnx(
+            onnx.main, ctx.descriptor, folder, TensorRTConfig(precision), ctx.settings.opt_size
+        )
+
+    return build
+
+
+def _open(req: OpenRequest) -> Runner:
+    from ...runners.trt_runner import TrtRunner
+
+    return TrtRunner(req.folder / ENGINE, req.descriptor, req.info)
+
+
+CANDIDATES = (
+    Candidate("tensorrt", (FP16_ONNX,), _builder("tensorrt", FP16_ONNX, "fp16"), _open),
+    Candidate("tensorrt-int8", (INT8_QDQ_ONNX,), _builder("tensorrt-int8", INT8_QDQ_ONNX, "int8"), _open),
+)

@@ -1,0 +1,111 @@
+"""OpenVINO builders: IR from our verified ONNX export, INT8 IR by NNCF, compiled-model blobs.
+
+Named "what from what": ``ir_from_onnx`` converts the verified FP32 ONNX export to an IR (``.xml``
++ ``.bin``, FP32 weights); ``int8_ir_from_ir`` runs NNCF post-training quantization on the same
+real-photo calibration crops the ONNX Runtime path uses, keeping the layers an architecture's
+recipe names in float; ``compiled_blob`` compiles an IR once with ``CACHE_DIR`` set to the build
+folder, so the blob becomes one of the entry's checksummed files and a restarted process loads it
+instead of recompiling. The candidates that use them are ``candidates/ov.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..runners.ov_session import PrecisionHint, compile_model, import_openvino, ov_errors
+
+
+@dataclass(frozen=True)
+class OvInt8Recipe:
+    """NNCF settings for one architecture; ``ignored`` are regexes on node names kept in float."""
+
+    ignored: tuple[str, ...] = ()
+    preset: str = "performance"
+    """``performance`` (symmetric activations) or ``mixed`` (asymmetric: signed data around an offset)."""
+    fast_bias_correction: bool = True
+    activation_ranges: str = "minmax"
+    """How activation ranges are estimated: ``minmax``, ``mean_quantile`` or ``histogram`` (clip outliers)."""
+
+
+# From scripts/explore_ov_int8.py on the trained defaults (PSNR vs FP32 at the build's shape; gate 35 dB):
+# ESPCN 32.8 dB fully quantized, 46.1 dB with conv1 (the 5x5 input conv, 7% of the MACs) in float;
+# TransformerNet 32.9 (performance), 35.1 (mixed), 35.3 (mixed + mean-quantile ranges), 35.6 with the
+# two full-resolution 9x9 end convs (10% of the MACs) in float too; IFNet 42.5 dB as it is.
+OV_INT8_RECIPES: dict[str, OvInt8Recipe] = {
+    "ESPCN": OvInt8Recipe(ignored=(r"/conv1/.*",)),
+    "TransformerNet": OvInt8Recipe(
+        preset="mixed", activation_ranges="mean_quantile", ignored=(r"/conv1/.*", r"/deconv3/.*")
+    ),
+}
+
+
+def ir_from_onnx(onnx_path: Path, xml: Path) -> list[str]:
+    """Convert an ONNX model to an FP32 IR (dynamic dims kept); returns the two file names."""
+    ov = import_openvino()
+    with ov_errors(f"convert {onnx_path.name}"):
+        model = ov.convert_model(str(onnx_path))
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+    return [xml.name, xml.with_suffix(".bin").name]
+
+
+def int8_ir_from_ir(
+    xml: Path, out_xml: Path, calibration: list[list[Any]], recipe: OvInt8Recipe
+) -> list[str]:
+    """NNCF post-training INT8 of an IR on ``calibration`` (one input list per item)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    ranges = {
+        "minmax": RangeEstimatorParametersSet.MINMAX,
+        "mean_quantile": RangeEstimatorParametersSet.MEAN_QUANTILE,
+        "histogram": RangeEstimatorParametersSet.HISTOGRAM,
+    }
+    advanced = AdvancedQuantizationParameters(
+        activations_range_estimator_params=ranges[recipe.activation_ranges]
+    )
+    ov = import_openvino()
+    with ov_errors(f"quantize {xml.name}"), _nncf_quiet():
+        model = ov.Core().read_model(str(xml))
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(calibration, lambda item: tuple(item)),
+            preset=nncf.QuantizationPreset(recipe.preset),
+            subset_size=len(calibration),
+            fast_bias_correction=recipe.fast_bias_correction,
+            ignored_scope=nncf.IgnoredScope(patterns=list(recipe.ignored), validate=False),
+            advanced_parameters=advanced,
+        )
+        ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    return [out_xml.name, out_xml.with_suffix(".bin").name]
+
+
+@contextmanager
+def _nncf_quiet() -> Iterator[None]:
+    """NNCF draws its own progress bars (rich, on stdout) and logs every node at INFO.
+
+    The build graph reports the step ("NNCF post-training INT8 on 8 photo crops") through the one
+    progress channel, so NNCF's bars are dropped: stdout stays for data (``--json``), stderr for
+    our progress line.
+    """
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(max(level, logging.WARNING))
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf_log.setLevel(level)
+
+
+def compiled_blob(folder: Path, xml: str, hint: PrecisionHint, num_threads: int | None) -> list[str]:
+    """Compile ``xml`` once with ``CACHE_DIR=folder`` and return the blob file(s) it wrote."""
+    before = set(folder.glob("*.blob"))
+    compile_model(folder / xml, hint, num_threads, folder)
+    return sorted(p.name for p in set(folder.glob("*.blob")) - before)

@@ -1,0 +1,110 @@
+"""What to build for a requested optimization on this machine, and why: a pure function of the table.
+
+``plan`` turns a requested name into the candidates to build (with the reason for every fallback),
+reading everything about a strategy from ``strategies.py``: its devices, the extra it needs, the
+CPU features it needs, its place in ``auto``'s CPU order and CUDA chain. Pure, so the CUDA and
+TensorRT branches are tested on a CPU with a described GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from ..errors import StrategyUnavailableError
+from .hardware import Hardware
+from .strategies import (
+    AUTO,
+    BASELINE,
+    CPU_AUTO_ORDER,
+    CUDA_AUTO_CHAIN,
+    install_hint,
+    parse_optimization,
+    strategy,
+)
+
+__all__ = ["BASELINE", "Plan", "plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to build for a requested optimization on this machine, and why."""
+
+    requested: str
+    candidates: tuple[str, ...]
+    device: str
+    measured: bool
+    """True for ``auto``: the candidates are timed and the fastest correct one is chosen."""
+    notes: tuple[str, ...] = ()
+
+
+def plan(requested: object, hw: Hardware, available: Collection[str], device: str) -> Plan:
+    """Candidates for ``requested`` given the hardware and the registered candidate names."""
+    name = parse_optimization(requested)
+    if name == AUTO:
+        return _plan_auto_cuda(hw, available) if device == "cuda" else _plan_auto_cpu(hw, available)
+    if name == "quantize":
+        target = "fp16" if device == "cuda" else "int8-dynamic"
+        resolved = plan(target, hw, available, device)
+        note = f"quantize means {target} on {device}"
+        return Plan(name, resolved.candidates, device, False, (note, *resolved.notes))
+    check_available(name, hw, available, device)
+    return Plan(name, (name,), device, False)
+
+
+def check_available(name: str, hw: Hardware, available: Collection[str], device: str) -> None:
+    """StrategyUnavailableError saying why ``name`` cannot be served here (device, extra, CPU, build)."""
+    s = strategy(name)
+    if device not in s.devices:
+        where = "a CUDA GPU" if s.devices == ("cuda",) else " or ".join(s.devices)
+        raise StrategyUnavailableError(
+            f"{name} needs {where}; this machine serves on the {'CPU' if device == 'cpu' else device}"
+            " (try 'auto')"
+        )
+    if s.extra is not None and not (hw.has_extra(s.extra) and name in available):
+        raise StrategyUnavailableError(
+            f"{name} needs the {s.extra} package ({install_hint(s.extra)})"
+            + (" and a CPU" if device != "cpu" and "cpu" in s.devices else "")
+        )
+    if s.native_bf16 and device == "cpu" and not hw.native_bf16:
+        raise StrategyUnavailableError(
+            f"{name} needs a CPU with native BF16 (AVX-512 BF16 or AMX); this one would emulate it"
+        )
+    if name not in available:
+        raise StrategyUnavailableError(f"optimization {name!r} is not available on {device} in this build")
+
+
+def _plan_auto_cpu(hw: Hardware, available: Collection[str]) -> Plan:
+    candidates = tuple(c for c in CPU_AUTO_ORDER if c in available)
+    notes = []
+    needs_bf16 = tuple(c for c in candidates if strategy(c).native_bf16)
+    if needs_bf16 and not hw.native_bf16:
+        candidates = tuple(c for c in candidates if c not in needs_bf16)
+        notes.append(
+            f"{', '.join(needs_bf16)} skipped: this CPU has no native BF16 (it would be emulated, slowly)"
+        )
+    if not hw.has_extra("openvino"):
+        notes.append(f"OpenVINO not considered: it needs the openvino extra ({install_hint('openvino')})")
+    return Plan(AUTO, candidates, "cpu", True, tuple(notes))
+
+
+def _plan_auto_cuda(hw: Hardware, available: Collection[str]) -> Plan:
+    """The CUDA chain of the table (TensorRT, ONNX Runtime CUDA, PyTorch FP16); each fallback says why."""
+    notes: list[str] = []
+    for name in CUDA_AUTO_CHAIN:
+        reason = _cuda_obstacle(name, hw, available)
+        if reason is None:
+            return Plan(AUTO, (name,), "cuda", False, tuple(notes))
+        notes.append(reason)
+    return Plan(AUTO, (BASELINE,), "cuda", False, tuple(notes))
+
+
+def _cuda_obstacle(name: str, hw: Hardware, available: Collection[str]) -> str | None:
+    s = strategy(name)
+    if s.extra is not None and not hw.has_extra(s.extra):
+        return f"{s.backend.replace('tensorrt', 'TensorRT')} not used: the {s.extra} package is not installed"
+    if s.backend == "onnxruntime" and "CUDAExecutionProvider" not in hw.ort_providers:
+        return "ONNX Runtime CUDA not used: onnxruntime-gpu's CUDAExecutionProvider is not available"
+    if name not in available:
+        return f"{name} not used: no {name} candidate in this build"
+    return None

@@ -1,0 +1,46 @@
+"""BuildSettings: everything a build needs besides the model, serialisable for the build process."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..config import QualityGates
+
+DEFAULT_OPSET = 17
+"""GridSample (IFNet's warp) needs opset 16; 17 adds LayerNormalization and is what ORT and TRT fuse best."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How to build, check and time candidates; the gates come from :class:`QualityGates`."""
+
+    device: str = "cpu"
+    opset: int = DEFAULT_OPSET
+    gates: dict[str, float] = field(default_factory=lambda: QualityGates().by_precision())
+    time_budget_s: float = 3.0
+    """Seconds of timing per candidate (after warm-up); losers are dropped early."""
+    warmup: int = 2
+    iterations: int = 20
+    num_threads: int | None = None
+    opt_size: tuple[int, int] = (256, 256)
+    opt_batch: int = 1
+    weights_sha256: str | None = None
+    """The FP32 weights' hash: with it, intermediates are content-addressed and reused across builds."""
+    intermediates_root: str | None = None
+    """The cache folder whose intermediate store this build may read and write (None: no reuse)."""
+    time_failed: bool = False
+    """Also time candidates that failed their gate (``bench`` shows them; ``auto`` cannot serve them)."""
+
+    def gate(self, precision: str) -> float:
+        """The minimum PSNR for a precision (one rule: :meth:`QualityGates.for_precision`)."""
+        return QualityGates.from_precisions(self.gates).for_precision(precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildSettings:
+        data = dict(data)
+        data["opt_size"] = tuple(data["opt_size"])
+        return cls(**data)
