@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first use (PEP 562), so ``import model_manager``
-# and ``model-manager --help`` do not pay for torch, onnx or the backends.
+# name -> module that defines it (the rest of __all__ are the errors); imported on first use
+# (PEP 562), so ``import model_manager`` and ``model-manager --help`` do not pay for torch or onnx.
 _EXPORTS = {
     "ModelConfig": "config",
     "QualityGates": "config",
@@ -27,32 +27,6 @@ _EXPORTS = {
     "RunnerInfo": "runners",
     "TorchRunner": "runners",
 }
-_ERRORS = (
-    "BackendError",
-    "BackendUnavailableError",
-    "CacheError",
-    "CacheLockTimeout",
-    "CacheWriteError",
-    "CheckpointError",
-    "CorruptEntryError",
-    "EngineBuildError",
-    "ExportError",
-    "InvalidInputError",
-    "InvalidNameError",
-    "ModelInputError",
-    "ModelLookupError",
-    "ModelManagerError",
-    "QualityGateError",
-    "RunnerClosedError",
-    "StateDictMismatchError",
-    "StrategyUnavailableError",
-    "UnknownModelError",
-    "UnknownStrategyError",
-    "UnsafeCheckpointError",
-    "UnsupportedArchitectureError",
-    "WeightsUnavailableError",
-)
-_EXPORTS.update({name: "errors" for name in _ERRORS})
 
 if TYPE_CHECKING:
     from .config import ModelConfig, QualityGates
@@ -91,7 +65,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first use."""
-    module = _EXPORTS.get(name)
+    module = _EXPORTS.get(name, "errors" if name in __all__ and name != "__version__" else None)
     if module is None:
         raise AttributeError(f"module 'model_manager' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)

@@ -9,7 +9,7 @@ for ``precision="fp32"``) and build the engine with the :class:`TensorRTConfig` 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -119,35 +119,22 @@ def engine_from_module(
     return read_sidecar(engine_path)
 
 
-def optimize_style_transfer_tensorrt(
-    model: Any,
-    engine_path: str | Path,
-    config: TensorRTConfig | None = None,
-    opt_size: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """Export a style-transfer network to ONNX (FP16 / Q/DQ / FP32 as configured) and build its engine."""
-    return engine_from_module(
-        model, "style_transfer", Path(engine_path), config or TensorRTConfig(), opt_size
+def _convenience(model_type: str) -> Callable[..., dict[str, Any]]:
+    def optimize(
+        model: nn.Module,
+        engine_path: str | Path,
+        config: TensorRTConfig | None = None,
+        opt_size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        return engine_from_module(model, model_type, Path(engine_path), config or TensorRTConfig(), opt_size)
+
+    optimize.__name__ = f"optimize_{model_type}_tensorrt"
+    optimize.__doc__ = (
+        f"Export a {model_type} network to ONNX (FP16 / Q/DQ / FP32 as configured) and build its engine."
     )
+    return optimize
 
 
-def optimize_super_resolution_tensorrt(
-    model: Any,
-    engine_path: str | Path,
-    config: TensorRTConfig | None = None,
-    opt_size: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """Export a super-resolution network to ONNX (FP16 / Q/DQ / FP32 as configured) and build its engine."""
-    return engine_from_module(
-        model, "super_resolution", Path(engine_path), config or TensorRTConfig(), opt_size
-    )
-
-
-def optimize_interpolation_tensorrt(
-    model: Any,
-    engine_path: str | Path,
-    config: TensorRTConfig | None = None,
-    opt_size: tuple[int, int] | None = None,
-) -> dict[str, Any]:
-    """Export a frame-interpolation network to ONNX (FP16 / Q/DQ / FP32 as configured), build its engine."""
-    return engine_from_module(model, "interpolation", Path(engine_path), config or TensorRTConfig(), opt_size)
+optimize_style_transfer_tensorrt = _convenience("style_transfer")
+optimize_super_resolution_tensorrt = _convenience("super_resolution")
+optimize_interpolation_tensorrt = _convenience("interpolation")

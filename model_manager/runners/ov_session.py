@@ -28,22 +28,6 @@ def import_openvino() -> Any:
     return openvino
 
 
-def openvino_available() -> bool:
-    """True when ``openvino`` and ``nncf`` can be imported (checked without importing them)."""
-    import importlib.util
-    import sys
-
-    for name in ("openvino", "nncf"):
-        if name in sys.modules and sys.modules[name] is None:  # import explicitly blocked
-            return False
-        try:
-            if importlib.util.find_spec(name) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return True
-
-
 def compile_config(hint: PrecisionHint, num_threads: int | None, cache_dir: Path | None) -> dict[str, str]:
     """The CPU plugin properties: precision hint, latency mode, threads, model cache folder."""
     config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}

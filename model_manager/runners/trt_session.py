@@ -26,19 +26,6 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def tensorrt_available() -> bool:
-    """True when ``tensorrt`` can be imported (checked without importing it)."""
-    import importlib.util
-    import sys
-
-    if "tensorrt" in sys.modules and sys.modules["tensorrt"] is None:
-        return False
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def make_logger() -> Any:
     """A ``trt.ILogger`` that forwards to ``logging`` and keeps the last errors for messages."""
     import tensorrt as trt
