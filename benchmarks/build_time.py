@@ -8,6 +8,11 @@ included), so the same script measures any version of the code. ``--cli`` also r
 it printed and the longest silence between two lines.
 
     python benchmarks/build_time.py [--json out.json] [--cli] [--models super_resolution,...]
+        [--baseline OLD_CHECKOUT --rounds 3]
+
+``--baseline`` times another checkout of the project side by side (its folder is put first on
+``PYTHONPATH`` of its child processes): rounds alternate old and new for each model, and the table
+gives the median first-load seconds of each with their range and the ratio new / old.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,7 @@ MODELS = ("super_resolution", "style_transfer", "interpolation")
 
 _SITECUSTOMIZE = textwrap.dedent("""
     import os
+import statistics
 
     if os.environ.get("MM_EXPORT_COUNTER"):  # every process of the run: the build process too
         import torch.onnx
@@ -60,11 +67,13 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _env(work: Path) -> dict[str, str]:
+def _env(work: Path, code: Path | None = None) -> dict[str, str]:
     (work / "site").mkdir(exist_ok=True)
     (work / "site" / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(work / "site"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    first = [str(code)] if code is not None else []
+    paths = [*first, str(work / "site"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["MM_EXPORT_COUNTER"] = str(work / "exports.txt")
     return env
 
@@ -74,8 +83,8 @@ def _exports(work: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def measure_api(model_type: str) -> dict[str, Any]:
-    """One first build through ``load_optimized_model`` in a fresh process."""
+def measure_api(model_type: str, code: Path | None = None) -> dict[str, Any]:
+    """One first build through ``load_optimized_model`` in a fresh process (of ``code``'s version)."""
     with tempfile.TemporaryDirectory(prefix="mm-build-time-") as tmp:
         work = Path(tmp)
         out = subprocess.run(
@@ -83,7 +92,7 @@ def measure_api(model_type: str) -> dict[str, Any]:
             capture_output=True,
             text=True,
             check=True,
-            env=_env(work),
+            env=_env(work, code),
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["hit"] is False, "the cache was not empty"
@@ -118,12 +127,53 @@ def measure_cli(model_type: str) -> dict[str, Any]:
     return {"cli_s": stamps[-1] - started, "stderr_lines": lines, "longest_silence_s": max(gaps)}
 
 
+def side_by_side(models: list[str], baseline: Path, rounds: int) -> dict[str, Any]:
+    """Rounds of (old, new) first builds per model, alternating; medians, ranges and ratios."""
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"old": [], "new": []} for m in models}
+    for r in range(rounds):
+        for model_type in models:
+            for side, code in (("old", baseline), ("new", None)):
+                print(f"... round {r + 1}/{rounds} {model_type} {side}", file=sys.stderr, flush=True)
+                runs[model_type][side].append(measure_api(model_type, code))
+    rows, summary = [], []
+    for model_type, sides in runs.items():
+        old = [x["wall_s"] for x in sides["old"]]
+        new = [x["wall_s"] for x in sides["new"]]
+        ratio = statistics.median(new) / statistics.median(old)
+        summary.append({"model": f"{model_type}/default", "old_s": old, "new_s": new, "ratio": ratio})
+        rows.append(
+            [
+                f"{model_type}/default",
+                f"{statistics.median(old):.1f} ({min(old):.1f}-{max(old):.1f})",
+                f"{statistics.median(new):.1f} ({min(new):.1f}-{max(new):.1f})",
+                f"{ratio:.2f}",
+                f"{sides['old'][0]['fp32_exports']} -> {sides['new'][0]['fp32_exports']}",
+                f"{', '.join(sorted({x['strategy'] for x in sides['old']}))} -> "
+                f"{', '.join(sorted({x['strategy'] for x in sides['new']}))}",
+            ]
+        )
+    header = ["model", "old first load s, median (range)", "new", "new / old", "FP32 exports", "auto chose"]
+    print(format_table(rows, header))
+    return {"rounds": rounds, "baseline": str(baseline), "runs": runs, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--cli", action="store_true", help="also time the CLI and its progress output")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated model types")
+    parser.add_argument("--baseline", type=Path, help="an older checkout to time side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds with --baseline")
     args = parser.parse_args(argv)
+    if args.baseline is not None:
+        print(f"machine: {machine_info()}\n")
+        result = {
+            "machine": machine_info(),
+            **side_by_side(args.models.split(","), args.baseline, args.rounds),
+        }
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return 0
     data: dict[str, Any] = {"machine": machine_info(), "models": []}
     rows = []
     for model_type in args.models.split(","):

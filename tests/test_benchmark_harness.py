@@ -56,3 +56,43 @@ def test_count_macs_matches_the_formula_for_conv_deconv_and_linear() -> None:
     grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
     assert count_macs(grouped, [torch.zeros(2, 8, 5, 5)]) == 2 * 8 * 5 * 5 * 2 * 9
     assert count_macs(nn.Linear(16, 4), [torch.zeros(3, 16)]) == 3 * 4 * 16
+
+
+def test_interleaved_pruning_keeps_the_baseline_and_drops_what_cannot_win() -> None:
+    """The probe round drops a function 30x slower than the best (one call kept), ``brief`` ones keep
+    their probe only, the baseline in ``keep`` is timed in full; without pruning everyone is."""
+    from model_manager.optim.benchmark import benchmark_interleaved
+
+    calls = {"fast": 0, "far": 0, "failed": 0, "base": 0}
+
+    def fn(label: str, seconds: float):
+        def run() -> None:
+            calls[label] += 1
+            time.sleep(seconds)
+
+        return run
+
+    fns = {
+        "fast": fn("fast", 0.001),
+        "far": fn("far", 0.03),
+        "failed": fn("failed", 0.001),
+        "base": fn("base", 0.03),
+    }
+    out = benchmark_interleaved(
+        fns, warmup=0, rounds=6, drop_slower_than=1.3, keep=("base",), brief=("failed",)
+    )
+    assert out["far"].iterations == 1 and calls["far"] == 1
+    assert out["failed"].iterations == 1 and calls["failed"] == 1
+    assert out["fast"].iterations >= 6 and out["base"].iterations >= 6
+    plain = benchmark_interleaved(fns, warmup=0, rounds=6)
+    assert all(r.iterations >= 6 for r in plain.values())
+
+
+def test_interleaved_seconds_each_stops_a_function_that_spent_its_budget() -> None:
+    from model_manager.optim.benchmark import benchmark_interleaved
+
+    out = benchmark_interleaved(
+        {"slow": lambda: time.sleep(0.01), "quick": lambda: None}, warmup=0, rounds=100, seconds_each=0.05
+    )
+    assert out["slow"].iterations == 9  # three visits of three timed calls, then its 0.05 s were spent
+    assert out["quick"].iterations >= 100

@@ -107,6 +107,10 @@ def _cuda_event_ms(fn: Callable[[], Any]) -> float:
     return float(start.elapsed_time(end))
 
 
+FAR_SLOWER = 2.5
+"""With ``drop_slower_than``, how much slower than the best probe call a function is dropped at once."""
+
+
 def benchmark_interleaved(
     fns: Mapping[str, Callable[[], Any]],
     *,
@@ -119,6 +123,7 @@ def benchmark_interleaved(
     drop_slower_than: float | None = None,
     keep: Collection[str] = (),
     brief: Collection[str] = (),
+    seconds_each: float | None = None,
 ) -> dict[str, BenchmarkResult]:
     """Time several functions in alternating blocks (A A A, B B B, A A A, ...) so drift hits all alike.
 
@@ -127,11 +132,17 @@ def benchmark_interleaved(
     candidate happened to be timed first. Each visit starts with one untimed call: thread pools
     of the previous backend (ONNX Runtime's and OpenMP's spin-waiting workers) are still burning
     the cores for a few milliseconds after it returns, and that must not be charged to the next.
-    ``rounds`` counts timed calls per function; ``max_seconds`` bounds the total after 3 visits.
-    ``drop_slower_than``: after 3 visits, a function whose median is more than this many times the
-    best one's stops being timed (it cannot win; its result keeps the calls it had), except those
-    in ``keep`` (the baseline a speedup is measured against). Functions in ``brief`` are timed for
-    one visit only (a figure for the report, e.g. a candidate that failed its quality gate).
+    ``rounds`` counts timed calls per function; ``max_seconds`` bounds the total after 3 visits;
+    ``seconds_each`` stops timing a function (after 3 visits) once its timed calls add up to that.
+    Pruning, for choosing the fastest (an ``auto`` build), never for a figure someone quotes:
+    ``drop_slower_than`` starts with a probe round (one timed call each): a function more than
+    ``FAR_SLOWER`` times slower than the best probe keeps that one call as its result and is not
+    timed further (ONNX Runtime's dynamic INT8 runs conv nets 5-10x slower than the rest: more
+    visits would cost seconds and tell nothing); after 3 visits, one whose median is more than
+    ``drop_slower_than`` times the best median stops being timed (it cannot win; its result keeps
+    the calls it had). Functions in ``keep`` (the baseline a speedup is measured against) are
+    never dropped; functions in ``brief`` (e.g. a candidate that failed its quality gate: a figure
+    for the report only) keep their probe call and nothing more.
     """
     sync = _cuda_sync if cuda else _no_sync
     for fn in fns.values():
@@ -139,10 +150,12 @@ def benchmark_interleaved(
             fn()
     sync()
     times: dict[str, list[float]] = {label: [] for label in fns}
-    active = dict(fns)
     started = time.perf_counter()
+    active = dict(fns)
+    if drop_slower_than is not None or brief:
+        active = _probe(active, times, sync, keep, brief)
     visits = 0
-    while min(len(times[label]) for label in active) < rounds:
+    while active and min(len(times[label]) for label in active) < rounds:
         for label, fn in active.items():
             fn()  # untimed: absorbs the previous backend's spinning threads
             for _ in range(block):
@@ -151,13 +164,39 @@ def benchmark_interleaved(
                 sync()
                 times[label].append((time.perf_counter() - t0) * 1000.0)
         visits += 1
-        if visits == 1 and brief:
-            active = {label: fn for label, fn in active.items() if label not in brief} or active
-        if visits >= 3 and drop_slower_than is not None:
+        if drop_slower_than is not None and visits >= 3:
             active = _contenders(active, times, drop_slower_than, keep)
+        if seconds_each is not None and visits >= 3:
+            active = {label: fn for label, fn in active.items() if sum(times[label]) < 1000.0 * seconds_each}
         if max_seconds is not None and visits >= 3 and time.perf_counter() - started > max_seconds:
             break
     return {label: _result(label, t, batch, None, None) for label, t in times.items()}
+
+
+def _probe(
+    fns: dict[str, Callable[[], Any]],
+    times: dict[str, list[float]],
+    sync: Callable[[], None],
+    keep: Collection[str],
+    brief: Collection[str],
+) -> dict[str, Callable[[], Any]]:
+    """One timed call each; the functions worth timing further (the others keep that call)."""
+    probe = {}
+    for label, fn in fns.items():
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        probe[label] = (time.perf_counter() - t0) * 1000.0
+    servable = [ms for label, ms in probe.items() if label not in brief] or list(probe.values())
+    best = min(servable)
+    active = {
+        label: fn
+        for label, fn in fns.items()
+        if label in keep or (label not in brief and probe[label] <= FAR_SLOWER * best)
+    }
+    for label in fns.keys() - active.keys():
+        times[label].append(probe[label])
+    return active
 
 
 def _contenders(

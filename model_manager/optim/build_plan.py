@@ -156,9 +156,10 @@ def _time_together(
 ) -> None:
     """Time every built candidate and eager FP32 round-robin, then close every runner.
 
-    For ``auto``, a candidate that failed its gate is timed for one visit only (it cannot be served;
-    the figure is for the report) unless ``settings.time_failed``, and one clearly slower than the
-    best so far stops being timed after three visits.
+    For ``auto``, a candidate that failed its gate gets one timed call (it cannot be served; the
+    figure is for the report) unless ``settings.time_failed``, one far slower than the best in a
+    first probe round keeps that call, and one clearly slower than the best after three visits
+    stops being timed (``benchmark_interleaved``'s pruning).
     """
     settings, inputs = ctx.settings, ctx.get(INPUTS)
     brief = [] if settings.time_failed or not measured else [n for n in runners if not results[n].passed]
@@ -169,6 +170,7 @@ def _time_together(
             warmup=settings.warmup,
             rounds=settings.iterations,
             max_seconds=settings.time_budget_s * max(1, len(runners) - len(brief)),
+            seconds_each=settings.time_budget_s,
             cuda=settings.device == "cuda",
             drop_slower_than=DROP_SLOWER_THAN if measured else None,
             keep=(BASELINE,),

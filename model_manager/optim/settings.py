@@ -20,7 +20,9 @@ class BuildSettings:
     gates: dict[str, float] = field(default_factory=lambda: QualityGates().by_precision())
     time_budget_s: float = 3.0
     """Seconds of timing per candidate (after warm-up); losers are dropped early."""
-    warmup: int = 2
+    warmup: int = 0
+    """Untimed calls per candidate before timing; none by default: each candidate has just run once at
+    the same shape (its check against FP32), and each timed visit starts with an untimed call."""
     iterations: int = 20
     num_threads: int | None = None
     opt_size: tuple[int, int] = (256, 256)
