@@ -36,7 +36,6 @@ MODELS = ("super_resolution", "style_transfer", "interpolation")
 
 _SITECUSTOMIZE = textwrap.dedent("""
     import os
-import statistics
 
     if os.environ.get("MM_EXPORT_COUNTER"):  # every process of the run: the build process too
         import torch.onnx
@@ -93,6 +92,7 @@ def measure_api(model_type: str, code: Path | None = None) -> dict[str, Any]:
             text=True,
             check=True,
             env=_env(work, code),
+            cwd=work,  # not this checkout: the child imports model_manager from PYTHONPATH or site-packages
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["hit"] is False, "the cache was not empty"
@@ -114,6 +114,7 @@ def measure_cli(model_type: str) -> dict[str, Any]:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=work,
         )
         assert proc.stderr is not None
         stamps = [started]

@@ -133,7 +133,7 @@ def _build_and_check(
         req = OpenRequest(
             folder, files, ctx.module, ctx.descriptor, info, ctx.settings.device, ctx.settings.num_threads
         )
-        runner = cand.open(req)
+        runner = cand.open_built(ctx, req) if cand.open_built is not None else cand.open(req)
         q = compare(reference, runner(*inputs), ctx.descriptor.output.value_range)
         result.psnr_db, result.max_abs_error = q.psnr_db, q.max_abs_error
         result.passed = q.psnr_db >= (result.min_psnr_db or 0.0)

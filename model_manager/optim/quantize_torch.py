@@ -580,6 +580,13 @@ def quantized_from_observed(
     return _convert(prepared, _resolve_backend(backend), module)
 
 
+def convert_calibrated(prepared: nn.Module, module: nn.Module, backend: str = "auto") -> nn.Module:
+    """The INT8 model from a calibrated prepared model (``module`` names the model in errors)."""
+    engine = _resolve_backend(backend)
+    _use_engine(engine)
+    return _convert(prepared, engine, module)
+
+
 def _convert(prepared: nn.Module, engine: str, module: nn.Module) -> nn.Module:
     """``convert_fx`` of a calibrated (or restored) prepared model; a build error naming the step."""
     from torch.ao.quantization.quantize_fx import convert_fx

@@ -48,6 +48,10 @@ class Candidate:
     open: Opener
     steps: int = 1
     """Progress steps its own build takes besides its needs (each reported with ``ctx.begin``)."""
+    open_built: Callable[[BuildContext, OpenRequest], Runner] | None = None
+    """How the build opens what it just built, for its check and timing, when that can reuse work
+    of the build (``int8-torch`` converts the module it calibrated instead of tracing it again);
+    None: ``open``, as a later load does."""
 
     @property
     def strategy(self) -> Strategy:
