@@ -40,6 +40,7 @@ def test_bench_json_has_every_candidate_with_every_field(
     assert read_image(plot).ndim == 3 and not list((tmp_path / "cache").glob("**/manifest.json"))
 
 
+@pytest.mark.slow
 def test_bench_table_for_one_strategy_with_a_comparison_grid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -142,6 +142,7 @@ def _manifest(runner) -> dict:
     return json.loads((Path(runner.info.artifact_path) / "manifest.json").read_text())
 
 
+@pytest.mark.slow
 async def test_an_auto_build_exports_fp32_once_and_the_next_strategy_reuses_it(tmp_path: Path) -> None:
     """Issue 15: every candidate of auto used to export (and verify) its own FP32 ONNX; now one export
     per build, and a later build of the same weights (another strategy) reuses it from the cache."""

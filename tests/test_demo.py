@@ -30,6 +30,7 @@ def _demo(tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> di
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_demo_builds_auto_then_hits_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first = _demo(tmp_path, capsys)
     assert set(first) == FIELDS

@@ -56,6 +56,7 @@ def _held_out_inputs(descriptor, size=(72, 96)) -> list[np.ndarray]:
     return sample_batch(descriptor, descriptor.fit_size(*size), 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["openvino", "openvino-int8"])
 @pytest.mark.parametrize(("model_type", "name"), DEFAULTS, ids=[n for _, n in DEFAULTS])
 async def test_every_default_model_passes_its_gate_through_each_openvino_strategy(
@@ -108,6 +109,7 @@ _SECOND = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 async def test_the_ir_and_its_compiled_blob_round_trip_through_the_cache(tmp_path: Path) -> None:
     """A second process hits the entry and finds the compiled blob (no new blob is written)."""
     async with ModelManager(_config(tmp_path)) as manager:
@@ -155,6 +157,7 @@ _WITHOUT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_auto_without_the_extra_changes_nothing_and_names_the_extra(tmp_path: Path) -> None:
     """openvino blocked: no OpenVINO candidate, auto still serves, the explicit strategy names the extra."""
     report = run_child(_WITHOUT, tmp_path / "cache")
@@ -163,6 +166,7 @@ def test_auto_without_the_extra_changes_nothing_and_names_the_extra(tmp_path: Pa
     assert report["error"] and "pip install 'model_manager[openvino]'" in report["error"]
 
 
+@pytest.mark.slow
 async def test_auto_with_the_extra_measures_the_openvino_candidates(tmp_path: Path) -> None:
     """With the extra, auto builds, gates and times OpenVINO next to the others; info shows every number."""
     config = _config(tmp_path, auto_exclude=("int8-torch", "int8-static-qop", "int8-dynamic"))

@@ -186,6 +186,7 @@ async def test_a_measured_decision_is_keyed_by_its_thread_count(tmp_path: Path) 
     assert key(1, "onnx") == key(2, "onnx")
 
 
+@pytest.mark.slow
 async def test_warmup_three_models_with_concurrency_two(tmp_path: Path) -> None:
     m = ModelManager(_config(tmp_path))
     specs = []
@@ -244,6 +245,7 @@ def _spawn(tmp_path: Path, ckpt: Path, tag: str, n: int) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_three_processes_times_four_coroutines_build_exactly_once(tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path, "ESPCN")
     procs = [_spawn(tmp_path, ckpt, f"p{i}", 4) for i in range(3)]

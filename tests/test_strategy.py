@@ -119,6 +119,7 @@ def test_the_table_is_the_only_list() -> None:
     )
 
 
+@pytest.mark.slow
 async def test_strategies_that_only_auto_served_now_load_by_name(tmp_path) -> None:
     """int8-static-qop and int8-torch through the manager, by name (gate lowered: seeded weights)."""
     from model_manager import ModelConfig, ModelManager, QualityGates

@@ -53,6 +53,7 @@ async def keep_serving(runner, x: np.ndarray, stop: asyncio.Event) -> int:
     return calls
 
 
+@pytest.mark.slow
 async def test_a_builder_that_aborts_is_an_engine_build_error_and_other_models_keep_serving(
     tmp_path: Path, abort_arch: ModuleType
 ) -> None:

@@ -77,6 +77,7 @@ def check_round(cache: Path, reports: list[list[dict]]) -> None:
     assert not (cache / QUARANTINE).exists(), "an entry was replaced or quarantined"
 
 
+@pytest.mark.slow
 def test_three_processes_four_coroutines_two_models_build_each_key_once(tmp_path: Path) -> None:
     """24 concurrent loads of 2 models on an empty cache: one build per key, 24 working runners."""
     cache = tmp_path / "cache"

@@ -278,6 +278,7 @@ async def test_every_kind_on_every_file_is_detected_and_moved_aside(
     await _detect_all(pristine, tmp_path, caplog, record_property)
 
 
+@pytest.mark.slow
 async def test_every_single_byte_flip_of_the_manifest_is_detected(
     pristine: Pristine, tmp_path: Path, record_property: Callable
 ) -> None:
@@ -389,6 +390,7 @@ async def _rebuild_each_kind(
     assert failures == {}, f"{len(failures)} of {len(kinds)} kinds not rebuilt: {failures}"
 
 
+@pytest.mark.slow
 async def test_each_detector_leads_to_a_rebuilt_working_runner(
     pristine: Pristine, tmp_path: Path, caplog: pytest.LogCaptureFixture, record_property: Callable
 ) -> None:

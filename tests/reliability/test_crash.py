@@ -121,6 +121,7 @@ async def load_and_check(cache: Path) -> dict:
         return {"strategy": runner.info.strategy, "hit": runner.info.cache_hit, "psnr": q.psnr_db}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", _params(KILL_MOMENTS))
 async def test_a_build_killed_at_any_moment_leaves_a_cache_that_recovers(tmp_path: Path, moment: str) -> None:
     """SIGKILL of the application at ``moment``: nothing corrupt served, no orphan, next load correct."""
@@ -140,6 +141,7 @@ async def test_a_build_killed_at_any_moment_leaves_a_cache_that_recovers(tmp_pat
     assert await assert_nothing_corrupt_is_published(cache) == 1
 
 
+@pytest.mark.slow
 async def test_a_killed_build_process_is_an_error_and_the_application_keeps_serving(tmp_path: Path) -> None:
     """SIGKILL of the build process only: EngineBuildError naming the signal, then a served model."""
     cache = tmp_path / "cache"

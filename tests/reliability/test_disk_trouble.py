@@ -80,6 +80,7 @@ def limits() -> list:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("limit", "in_subprocess", "what"), limits())
 async def test_a_write_refused_by_the_disk_is_a_clear_error_and_leaves_the_cache_consistent(
     tmp_path: Path, limit: int, in_subprocess: bool, what: str
@@ -129,6 +130,7 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
 
 
+@pytest.mark.slow
 async def test_an_empty_read_only_cache_serves_from_a_temporary_folder(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -171,6 +171,7 @@ async def _manager_load(tmp_path: Path, calls: int, record_property: Callable[[s
         report(await run_load(runner, calls), record_property)
 
 
+@pytest.mark.slow
 async def test_manager_runner_under_concurrent_callers(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
