@@ -189,3 +189,18 @@ async def test_nncf_progress_bars_stay_off_stdout(tmp_path: Path, capfd: pytest.
     out, err = capfd.readouterr()
     assert runner.info.strategy == "openvino-int8" and out == ""
     assert "Statistics collection" not in err  # NNCF's own bar: folded into our step, not drawn
+
+
+def test_the_intermediate_store_never_follows_a_link_out_of_the_cache(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".intermediates").symlink_to(outside)
+    store = IntermediateStore(cache)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.onnx").write_bytes(b"x")
+    assert store.publish("fp32.onnx", "a" * 64, src, ["f.onnx"]) is None
+    assert store.find("fp32.onnx", "a" * 64) is None and store.folders() == []
+    assert list(outside.iterdir()) == [] and oct(outside.stat().st_mode)[-3:] == "755"

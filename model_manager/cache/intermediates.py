@@ -104,6 +104,9 @@ class IntermediateStore:
             if not self.root.parent.is_dir():  # a cache root the build creates: owner-only, as the cache's
                 self.root.parent.mkdir(mode=0o700, parents=True)
             for folder in (self.root, final.parent):
+                if folder.is_symlink():  # never write (or chmod) through a link out of the cache
+                    log.warning("%s is a symbolic link; intermediates are not kept", folder)
+                    return None
                 folder.mkdir(mode=0o700, exist_ok=True)
                 make_private(folder)
             self.remove_dead_parts(final.parent)
