@@ -80,6 +80,9 @@ class ModelConfig:
     auto_exclude: tuple[str, ...] = ()
     """Candidates ``auto`` must not consider, e.g. ("int8-torch",) where restarts must load in
     well under a second (its cache hit re-traces the model with torch.fx: 2-3 s in a fresh process)."""
+    int8_search_trials: int = 48
+    """Trials the INT8 float-layer search may spend per build (``optim/mixed_precision.py``); 0
+    quantizes every quantizable layer (the INT8 gate still decides whether it is served)."""
     build_in_subprocess: bool = True
     """Build artifacts in a child process (a native crash cannot take the application down)."""
     lock_timeout_s: float = 3600.0
@@ -93,6 +96,14 @@ class ModelConfig:
             check_count("num_threads", self.num_threads)
         check_count("max_loaded_models", self.max_loaded_models)
         check_count("warmup_concurrency", self.warmup_concurrency)
+        if (
+            isinstance(self.int8_search_trials, bool)
+            or not isinstance(self.int8_search_trials, int)
+            or not (self.int8_search_trials == 0 or self.int8_search_trials >= 4)
+        ):
+            raise ModelInputError(
+                f"int8_search_trials must be 0 (off) or an integer >= 4, got {self.int8_search_trials!r}"
+            )
         _check_seconds("auto_time_budget_s", self.auto_time_budget_s, allow_inf=False)
         _check_seconds("lock_timeout_s", self.lock_timeout_s, allow_inf=True)
         check_warmup_specs(self.warmup)

@@ -141,6 +141,7 @@ class OptimizedLoader:
                 "candidates": list(the_plan.candidates),
                 "gates": settings.gates,
                 "opt": [list(settings.opt_size), settings.opt_batch],
+                "int8_search_trials": settings.int8_max_trials,
             },
         )
 
@@ -151,6 +152,7 @@ class OptimizedLoader:
             gates=self.config.quality.by_precision(),
             time_budget_s=self.config.auto_time_budget_s,
             num_threads=self.config.num_threads,
+            int8_max_trials=self.config.int8_search_trials,
             opt_size=(height, width),
             opt_batch=batch,
             weights_sha256=digest,

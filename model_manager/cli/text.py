@@ -84,8 +84,24 @@ def format_optimize(r: dict[str, Any]) -> str:
     served = strategy_text(decision.get("requested"), r["strategy"])
     return (
         f"{r['model_type']}/{r['name']}: {served} ({r['backend']}, {r['precision']}), {cache}\n"
-        f"{decision.get('reason', 'asked for it')}\n{r['artifact_path'] or ''}"
+        f"{decision.get('reason', 'asked for it')}\n{int8_text(decision, r['strategy'])}"
+        f"{r['artifact_path'] or ''}"
     ).rstrip()
+
+
+def int8_text(decision: dict[str, Any], served: str) -> str:
+    """The served INT8 model's float layers and what the search measured (empty for others)."""
+    chosen = next((c for c in decision.get("candidates", []) if c["name"] == served), None)
+    d = (chosen or {}).get("details") or {}
+    if "float_layers" not in d:
+        return ""
+    floats = d["float_layers"]
+    shown = ", ".join(floats[:4]) + (", ..." if len(floats) > 4 else "")
+    return (
+        f"INT8: {len(floats)} of {d['quantized_layers']} layers in float{f' ({shown})' if floats else ''}, "
+        f"{100 * d['int8_mac_share']:.1f}% of MACs in INT8; search {d['psnr_all_int8_db']:.1f} -> "
+        f"{d['search_psnr_db']:.1f} dB in {d['search_trials']} trials ({d['search_seconds']:.1f} s)\n"
+    )
 
 
 # -- bench ----------------------------------------------------------------------------------------

@@ -3,19 +3,20 @@
 ONNX Runtime's calibrators pull one feed dict at a time from a ``CalibrationDataReader``; these
 readers validate what they hand out against the model's descriptor first, so bad calibration
 data fails with a clear error instead of a shape error deep inside ONNX Runtime. The default set
-is the package's sample photos (cropped at several offsets) at the profile's opt size, bounded
-in count because MinMax calibration keeps every intermediate tensor in memory.
+is two quarters of each of the package's sample photos (top-left, bottom-right) at the calibration
+size; the other two quarters are held out for the quality checks (:func:`held_out_set`), so a
+gate is never checked on pixels calibration saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..descriptor import ModelDescriptor
 from ..errors import InvalidInputError
-from ..samples import SAMPLE_NAMES, sample_batch
+from ..samples import CALIBRATION_QUARTERS, HELD_OUT_QUARTERS, SAMPLE_NAMES, Quarter, sample_batch
 
 DEFAULT_CALIBRATION_SAMPLES = 8
 Feed = dict[str, np.ndarray]
@@ -24,17 +25,45 @@ Feed = dict[str, np.ndarray]
 def sample_calibration_set(
     descriptor: ModelDescriptor, size: tuple[int, int], count: int = DEFAULT_CALIBRATION_SAMPLES
 ) -> list[list[np.ndarray]]:
-    """``count`` single-item input lists made from the sample photos (each photo, then other timesteps)."""
+    """``count`` single-item input lists from the calibration quarters of the sample photos.
+
+    Item i is photo i % 4, quarter ``CALIBRATION_QUARTERS[(i // 4) % 2]``; timesteps of an
+    interpolation model spread over 0..1. The held-out quarters are for :func:`held_out_set`.
+    """
+    return _photo_items(descriptor, size, count, CALIBRATION_QUARTERS, lambda i: (i + 0.5) / count)
+
+
+def held_out_set(
+    descriptor: ModelDescriptor, size: tuple[int, int], count: int, start: int = 0
+) -> list[list[np.ndarray]]:
+    """Items ``start .. start + count`` from the quarters of the photos calibration never sees.
+
+    Quality gates are checked on these (the first four: one per photo), and a result close to its
+    gate is checked again on the next ones. Timesteps cycle 0.5, 0.25, 0.75.
+    """
+    items = _photo_items(
+        descriptor, size, start + count, HELD_OUT_QUARTERS, lambda i: (0.5, 0.25, 0.75)[i % 3]
+    )
+    return items[start:]
+
+
+def _photo_items(
+    descriptor: ModelDescriptor,
+    size: tuple[int, int],
+    count: int,
+    quarters: tuple[Quarter, ...],
+    timestep: Callable[[int], float],
+) -> list[list[np.ndarray]]:
     if count < 1:
-        raise InvalidInputError(f"expected at least 1 calibration sample, got {count}")
-    batch = sample_batch(descriptor, size, batch=len(SAMPLE_NAMES))
+        raise InvalidInputError(f"expected at least 1 sample, got {count}")
+    per_round = len(SAMPLE_NAMES) * len(quarters)
+    batch = sample_batch(descriptor, size, batch=min(count, per_round), quarters=quarters)
     items = []
     for i in range(count):
-        photo = i % len(SAMPLE_NAMES)
-        inputs = [x[photo : photo + 1].copy() for x in batch]
+        inputs = [x[i % per_round : i % per_round + 1].copy() for x in batch]
         for spec, x in zip(descriptor.inputs, inputs):
-            if spec.kind == "scalar":  # spread timesteps over 0..1 for interpolation
-                x[...] = (i + 0.5) / count
+            if spec.kind == "scalar":
+                x[...] = timestep(i)
         items.append(inputs)
     return items
 

@@ -29,6 +29,10 @@ class CandidateResult:
     size_bytes: int | None = None
     #: Timed calls behind median / p90 (fewer for a candidate dropped early as clearly slower).
     timed_calls: int | None = None
+    #: PSNR on more held-out crops, when the first check came within 1 dB of the gate.
+    rechecked_psnr_db: float | None = None
+    #: What the candidate's build recorded (INT8: the float layers, share of MACs in INT8, ...).
+    details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -152,6 +152,8 @@ class BuildContext:
         self.scratch = scratch
         self.store = store
         self.report = BuildReport()
+        self.notes: dict[str, dict[str, Any]] = {}
+        """What a candidate's build recorded for its result (``note``), by candidate name."""
         self.label = label or f"{descriptor.model_type}/{descriptor.architecture}"
         self.total_steps = total_steps
         self._values: dict[int, Any] = {id(s): v for s, v in (provided or {}).items()}
@@ -194,6 +196,10 @@ class BuildContext:
         )
         self._values[key] = value
         return value
+
+    def note(self, candidate: str, **values: Any) -> None:
+        """Record details of a candidate's build (the manifest keeps them with its result)."""
+        self.notes.setdefault(candidate, {}).update(values)
 
     def fingerprint(self, step: Step[Any]) -> str | None:
         """SHA-256 of what the step's value depends on; None when it is not content-addressed."""

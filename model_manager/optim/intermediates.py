@@ -3,23 +3,26 @@
 Each is a :class:`~.graph.Step` named after what it makes; candidates declare which they need and
 ``ctx.get`` makes each once per build:
 
-=====================  ==================================================  ======================
-step                   value                                               consumed by
-=====================  ==================================================  ======================
-``inputs``             real-photo inputs at the profile's opt shape        export, reference, timing
-``fp32.reference``     eager FP32 output on them                           every candidate's check
-``fp32.onnx``          the verified FP32 export (dynamic batch / H / W)    onnx, int8-*, openvino-*,
-                                                                           tensorrt (reused across
-                                                                           builds)
-``fp32.quant-ready``   ``quant_pre_process`` of it                          ORT INT8 (reused)
-``int8.recipe``        calibration method and float-kept nodes             ORT / TensorRT INT8
-``calibration.crops``  photo crops at the calibration size                 ORT ranges, NNCF, FX
-``int8.ranges``        ORT activation ranges (``calibration.json``)        Q/DQ and QOperator (reused)
-``int8.qdq.onnx``      symmetric Q/DQ model                                int8-static, tensorrt-int8
-``int8.qop.onnx``      QOperator model                                     int8-static-qop
-``int8.dynamic.onnx``  dynamic INT8 model                                  int8-dynamic
-``fp16.onnx``          FP16 ONNX (InstanceNorm statistics in FP32)         tensorrt
-=====================  ==================================================  ======================
+==========================  =============================================  ====================
+step                        value                                          consumed by
+==========================  =============================================  ====================
+``inputs``                  real-photo inputs at the profile's opt shape   export, timing
+``check.items``             held-out photo crops at the opt shape (4)      every candidate's
+                                                                           check, INT8 search
+``fp32.reference``          eager FP32 output on them                      every check
+``recheck.items``           4 more held-out crops (+ their reference)      checks within 1 dB
+                                                                           of their gate
+``fp32.onnx``               the verified FP32 export (dynamic B / H / W)   onnx, int8-*,
+                                                                           openvino-*, tensorrt
+``fp32.quant-ready``        ``quant_pre_process`` of it                    ORT INT8 (reused)
+``calibration.crops``       calibration quarters of the photos             ORT ranges, NNCF, FX
+``fp16.onnx``               FP16 ONNX (InstanceNorm statistics in FP32)    tensorrt
+==========================  =============================================  ====================
+
+The INT8 steps (ranges, the everything-INT8 Q/DQ model, the float-layer search and the models
+written from its decision) are in ``int8_steps.py``. Calibration and checks never share pixels:
+calibration sees two quarters of each sample photo, checks the other two
+(``calibration.held_out_set``).
 
 The seed-shaped API (``ModelQuantizer``, ``TensorRTOptimizer``'s helpers) asks for the same steps,
 so there is one export, one calibration and one quantization path.
@@ -27,7 +30,8 @@ so there is one export, one calibration and one quantization path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +40,20 @@ import torch
 
 from ..cache.key import toolchain_versions
 from ..descriptor import ModelDescriptor
-from ..progress import detail
 from ..runners import RunnerInfo, TorchRunner
-from ..samples import SAMPLE_NAMES, sample_batch
-from .calibration import ArrayCalibrationReader, sample_calibration_set
+from ..samples import HELD_OUT_QUARTERS, SAMPLE_NAMES, sample_batch
+from .calibration import held_out_set, sample_calibration_set
 from .graph import BuildContext, Files, Step
 from .onnx_export import ONNXExportConfig, ONNXExporter
-from .quant_recipes import recipe_for
-from .quantize_onnx import (
-    StaticInt8Settings,
-    dynamic_int8_from_onnx,
-    preprocess_for_quantization,
-    qdq_from_onnx,
-    qoperator_from_onnx,
-    ranges_from_calibration,
-)
+from .quantize_onnx import preprocess_for_quantization
 from .settings import BuildSettings
 
 ONNX_FILE = "model.onnx"
-CALIBRATION_MAX_SIDE = 128
+CALIBRATION_MEMORY = 768 * 2**20
+"""Activation bytes one calibration sample may hold (ONNX Runtime keeps every tensor of a sample)."""
 CALIBRATION_SAMPLES = 8
+CHECK_ITEMS_COUNT = 4
+"""Held-out crops a candidate is checked on (one per photo); as many again when it is near its gate."""
 EXPORTER = "torchscript"
 
 
@@ -75,10 +73,42 @@ def onnx_from_torch(
     return list(report.files)
 
 
-def calibration_size(descriptor: ModelDescriptor, settings: BuildSettings) -> tuple[int, int]:
-    """The calibration crop size: the opt size, capped at 128 per side (memory), fitted to the model."""
-    cap = max(CALIBRATION_MAX_SIDE, descriptor.size_multiple)
-    return descriptor.fit_size(*(min(s, cap) for s in settings.opt_size))
+def calibration_size(
+    descriptor: ModelDescriptor, settings: BuildSettings, module: torch.nn.Module | None = None
+) -> tuple[int, int]:
+    """The calibration crop size: the opt size (ranges must cover what the served size produces:
+    IFNet's flows grow with the frame, and calibrating it at 128 for 256 frames cost 20 dB),
+    unless one sample's activations would pass ``CALIBRATION_MEMORY`` (then the largest square
+    that fits; ``module`` is measured for that)."""
+    height, width = descriptor.fit_size(*settings.opt_size)
+    if module is not None:
+        per_pixel = activation_bytes_per_pixel(module, descriptor)
+        side = int(math.sqrt(CALIBRATION_MEMORY / max(per_pixel, 1.0)))
+        if side * side < height * width:
+            side = max(side, 2 * descriptor.size_multiple, 32)
+            height, width = descriptor.fit_size(min(height, side), min(width, side))
+    return height, width
+
+
+def activation_bytes_per_pixel(module: torch.nn.Module, descriptor: ModelDescriptor) -> float:
+    """Bytes of leaf-module outputs per input pixel (x2 for functional ops), measured at 64x64."""
+    size = descriptor.fit_size(64, 64)
+    total = 0
+
+    def count(_m: torch.nn.Module, _args: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            module(*(torch.from_numpy(x) for x in sample_batch(descriptor, size)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return 2.0 * total / (size[0] * size[1])
 
 
 def _files(folder: Path, names: list[str]) -> Files:
@@ -106,7 +136,7 @@ def _ort_identity(_ctx: BuildContext) -> Mapping[str, Any]:
 
 def _calibration_identity(ctx: BuildContext) -> Mapping[str, Any]:
     return {
-        "size": list(calibration_size(ctx.descriptor, ctx.settings)),
+        "size": list(calibration_size(ctx.descriptor, ctx.settings, ctx.module)),
         "count": CALIBRATION_SAMPLES,
         "photos": list(SAMPLE_NAMES),
     }
@@ -120,14 +150,60 @@ def _inputs(ctx: BuildContext, _folder: Path) -> list[np.ndarray]:
 INPUTS: Step[list[np.ndarray]] = Step("inputs", "sample photos at the opt shape", _inputs, quiet=True)
 
 
-def _reference(ctx: BuildContext, _folder: Path) -> np.ndarray:
+def _held_out(start: int) -> Callable[[BuildContext, Path], list[list[np.ndarray]]]:
+    def make(ctx: BuildContext, _folder: Path) -> list[list[np.ndarray]]:
+        size = ctx.descriptor.fit_size(*ctx.settings.opt_size)
+        return held_out_set(ctx.descriptor, size, CHECK_ITEMS_COUNT, start)
+
+    return make
+
+
+def _items_identity(ctx: BuildContext) -> Mapping[str, Any]:
+    return {
+        "size": list(ctx.descriptor.fit_size(*ctx.settings.opt_size)),
+        "count": CHECK_ITEMS_COUNT,
+        "photos": list(SAMPLE_NAMES),
+        "quarters": list(HELD_OUT_QUARTERS),
+    }
+
+
+CHECK_ITEMS: Step[list[list[np.ndarray]]] = Step(
+    "check.items",
+    "held-out photo crops at the opt size",
+    _held_out(0),
+    identity=_items_identity,
+    quiet=True,
+)
+RECHECK_ITEMS: Step[list[list[np.ndarray]]] = Step(
+    "recheck.items",
+    "more held-out photo crops (for results near their gate)",
+    _held_out(CHECK_ITEMS_COUNT),
+    quiet=True,
+)
+
+
+def fp32_outputs(ctx: BuildContext, items: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Eager FP32 output of each item (batch 1 each: the reference every candidate is checked against)."""
     info = RunnerInfo(ctx.descriptor.model_type, "reference", "none", "torch", "cpu", "fp32")
     with TorchRunner(ctx.module, ctx.descriptor, info) as runner:
-        return runner(*ctx.get(INPUTS))
+        return [runner(*item) for item in items]
 
 
-FP32_REFERENCE: Step[np.ndarray] = Step(
-    "fp32.reference", "eager FP32 output (the reference)", _reference, needs=(INPUTS,)
+FP32_REFERENCE: Step[list[np.ndarray]] = Step(
+    "fp32.reference",
+    "eager FP32 output on held-out photo crops (the reference)",
+    lambda ctx, _folder: fp32_outputs(ctx, ctx.get(CHECK_ITEMS)),
+    needs=(CHECK_ITEMS,),
+    identity=lambda ctx: (
+        None if ctx.settings.weights_sha256 is None else {"weights": ctx.settings.weights_sha256}
+    ),
+)
+FP32_RECHECK_REFERENCE: Step[list[np.ndarray]] = Step(
+    "fp32.recheck-reference",
+    "eager FP32 output on more held-out crops",
+    lambda ctx, _folder: fp32_outputs(ctx, ctx.get(RECHECK_ITEMS)),
+    needs=(RECHECK_ITEMS,),
+    quiet=True,
 )
 
 FP32_ONNX: Step[Files] = Step(
@@ -153,75 +229,14 @@ QUANT_READY_ONNX: Step[Files] = Step(
     reusable=True,
 )
 
-INT8_RECIPE: Step[StaticInt8Settings] = Step(
-    "int8.recipe",
-    "static INT8 settings of the architecture",
-    lambda ctx, _folder: recipe_for(ctx.descriptor.architecture),
-    identity=lambda ctx: {"recipe": recipe_for(ctx.descriptor.architecture)},
-    quiet=True,
-)
-
 CALIBRATION_CROPS: Step[list[list[np.ndarray]]] = Step(
     "calibration.crops",
     f"calibration crops of the sample photos ({CALIBRATION_SAMPLES})",
     lambda ctx, _folder: sample_calibration_set(
-        ctx.descriptor, calibration_size(ctx.descriptor, ctx.settings), CALIBRATION_SAMPLES
+        ctx.descriptor, calibration_size(ctx.descriptor, ctx.settings, ctx.module), CALIBRATION_SAMPLES
     ),
     identity=_calibration_identity,
     quiet=True,
-)
-
-
-def _ranges(ctx: BuildContext, folder: Path) -> Files:
-    recipe, crops = ctx.get(INT8_RECIPE), ctx.get(CALIBRATION_CROPS)
-    detail(f"{recipe.method} ranges on {len(crops)} photo crops")
-    reader = ArrayCalibrationReader(ctx.descriptor, crops)
-    ranges_from_calibration(ctx.get(QUANT_READY_ONNX).main, reader, recipe, folder / "calibration.json")
-    return _files(folder, ["calibration.json"])
-
-
-INT8_RANGES: Step[Files] = Step(
-    "int8.ranges",
-    "calibrate activation ranges",
-    _ranges,
-    needs=(QUANT_READY_ONNX, INT8_RECIPE, CALIBRATION_CROPS),
-    identity=_ort_identity,
-    reusable=True,
-)
-
-
-def _static(name: str, writer: Any) -> Step[Files]:
-    file = f"model.int8-{name}.onnx"
-
-    def run(ctx: BuildContext, folder: Path) -> Files:
-        writer(ctx.get(QUANT_READY_ONNX).main, folder / file, ctx.get(INT8_RANGES).main, ctx.get(INT8_RECIPE))
-        return _files(folder, [file])
-
-    what = "symmetric Q/DQ" if name == "qdq" else "QOperator"
-    return Step(
-        f"int8.{name}.onnx",
-        f"write the {what} INT8 ONNX from the ranges",
-        run,
-        needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE),
-        identity=_ort_identity,
-    )
-
-
-INT8_QDQ_ONNX = _static("qdq", qdq_from_onnx)
-INT8_QOP_ONNX = _static("qop", qoperator_from_onnx)
-
-
-def _dynamic(ctx: BuildContext, folder: Path) -> Files:
-    dynamic_int8_from_onnx(ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-dynamic.onnx")
-    return _files(folder, ["model.int8-dynamic.onnx"])
-
-
-INT8_DYNAMIC_ONNX: Step[Files] = Step(
-    "int8.dynamic.onnx",
-    "quantize weights to INT8 (dynamic)",
-    _dynamic,
-    needs=(QUANT_READY_ONNX,),
-    identity=_ort_identity,
 )
 
 

@@ -33,16 +33,11 @@ class OvInt8Recipe:
     """How activation ranges are estimated: ``minmax``, ``mean_quantile`` or ``histogram`` (clip outliers)."""
 
 
-# From scripts/explore_ov_int8.py on the trained defaults (PSNR vs FP32 at the build's shape; gate 35 dB):
-# ESPCN 32.8 dB fully quantized, 46.1 dB with conv1 (the 5x5 input conv, 7% of the MACs) in float;
-# TransformerNet 32.9 (performance), 35.1 (mixed), 35.3 (mixed + mean-quantile ranges), 35.6 with the
-# two full-resolution 9x9 end convs (10% of the MACs) in float too; IFNet 42.5 dB as it is.
-OV_INT8_RECIPES: dict[str, OvInt8Recipe] = {
-    "ESPCN": OvInt8Recipe(ignored=(r"/conv1/.*",)),
-    "TransformerNet": OvInt8Recipe(
-        preset="mixed", activation_ranges="mean_quantile", ignored=(r"/conv1/.*", r"/deconv3/.*")
-    ),
-}
+OV_INT8_RECIPES: dict[str, OvInt8Recipe] = {}
+"""Per-architecture NNCF settings: none. The layers NNCF keeps in float come from the build's
+float-layer search, the same for every architecture (benchmarks/mixed_precision.py --hand compares
+the hand recipes this table held before: ESPCN conv1, TransformerNet conv1 + deconv3 with the
+"mixed" preset and mean-quantile ranges)."""
 
 
 def ir_from_onnx(onnx_path: Path, xml: Path) -> list[str]:

@@ -50,16 +50,16 @@ from ..samples import sample_batch
 from .benchmark import benchmark_interleaved
 from .calibration import check_calibration_data, sample_calibration_set
 from .graph import BuildContext, Files, Step
-from .intermediates import (
-    CALIBRATION_CROPS,
+from .int8_steps import (
     INT8_DYNAMIC_ONNX,
     INT8_QDQ_ONNX,
     INT8_QOP_ONNX,
     INT8_RANGES,
     INT8_RECIPE,
+    default_settings,
 )
+from .intermediates import CALIBRATION_CROPS
 from .quality import QualityReport, compare
-from .quant_recipes import recipe_for
 from .quantize_onnx import StaticInt8Settings
 from .settings import DEFAULT_OPSET, BuildSettings
 
@@ -89,7 +89,8 @@ class QuantizationConfig:
     quantization_type: QuantizationType = QuantizationType.DYNAMIC
     backend: Literal["onnxruntime", "torch"] = "onnxruntime"
     static: StaticInt8Settings | None = None
-    """Calibration method and float-kept nodes; None: the architecture's recipe."""
+    """Calibration method and nodes always kept in float; None: ``int8_steps.default_settings`` (the
+    float-layer search then decides what stays in float)."""
     formats: tuple[Literal["qdq", "qoperator"], ...] = ("qdq", "qoperator")
     calibration_samples: int = 8
     input_size: tuple[int, int] = (128, 128)
@@ -100,6 +101,9 @@ class QuantizationConfig:
     gates: QualityGates = field(default_factory=QualityGates)
     work_dir: Path | None = None
     """Where ONNX results are written; None: a temporary folder owned by the result."""
+    mixed_precision_trials: int = 48
+    """Trials of the float-layer search for static ONNX INT8 (``optim/mixed_precision.py``); 0: every
+    quantizable layer in INT8."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantization_type", QuantizationType(self.quantization_type))
@@ -222,12 +226,18 @@ class ModelQuantizer:
     def _graph(self, model: nn.Module, desc: ModelDescriptor, folder: Path, data: Any) -> BuildContext:
         """A build context over the shared steps, with this config's recipe and calibration set."""
         size = self._size(desc)
-        settings = BuildSettings(opset=self.config.opset, opt_size=size)
+        gates = {**self.config.gates.by_precision(), "int8": self._gate("int8")}
+        settings = BuildSettings(
+            opset=self.config.opset,
+            opt_size=size,
+            gates=gates,
+            int8_max_trials=self.config.mixed_precision_trials,
+        )
         crops = (
             data if data is not None else sample_calibration_set(desc, size, self.config.calibration_samples)
         )
         provided: dict[Step[Any], Any] = {
-            INT8_RECIPE: self.config.static or recipe_for(desc.architecture),
+            INT8_RECIPE: self.config.static or default_settings("cpu"),
             CALIBRATION_CROPS: [list(item) for item in crops],
         }
         label = f"{desc.model_type}/{desc.architecture} [{self.config.quantization_type.value} INT8]"

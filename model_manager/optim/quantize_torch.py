@@ -146,13 +146,18 @@ def _backend_config(backend: str) -> Any:
     }.get(backend, bc.get_native_backend_config)()
 
 
-def _qconfig_mapping(backend: str, qat: bool, keep_float: Sequence[FloatOp] = ()) -> Any:
-    """The backend's default (QAT) qconfig mapping; ``keep_float`` types / functions stay unquantized."""
+def _qconfig_mapping(
+    backend: str, qat: bool, keep_float: Sequence[FloatOp] = (), float_modules: Sequence[str] = ()
+) -> Any:
+    """The backend's default (QAT) qconfig mapping; ``keep_float`` types / functions and the
+    ``float_modules`` (qualified names: the float-layer decision) stay unquantized."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
 
     mapping = get_default_qat_qconfig_mapping(backend) if qat else get_default_qconfig_mapping(backend)
     for kind in keep_float:
         mapping.set_object_type(kind, None)
+    for name in float_modules:
+        mapping.set_module_name(name, None)
     return mapping
 
 
@@ -542,25 +547,36 @@ def prepare_static(
     example_inputs: Inputs,
     backend: str = "auto",
     keep_float: Sequence[FloatOp] = STATIC_KEEP_FLOAT,
+    float_modules: Sequence[str] = (),
 ) -> nn.Module:
-    """A deep copy of ``module`` traced with observers inserted (FX), ready for calibration."""
+    """A deep copy of ``module`` traced with observers inserted (FX), ready for calibration;
+    ``float_modules`` (qualified names) get no observers and stay in float."""
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     engine = _resolve_backend(backend)
     _use_engine(engine)
     example = _as_inputs(example_inputs, "example_inputs")
-    return _fx_prepare(prepare_fx, module, example, engine, keep_float, qat=False)
+    return _fx_prepare(
+        prepare_fx, module, example, engine, keep_float, qat=False, float_modules=float_modules
+    )
 
 
 def _fx_prepare(
-    prepare: Any, module: nn.Module, example: Any, engine: str, keep_float: Sequence[FloatOp], *, qat: bool
+    prepare: Any,
+    module: nn.Module,
+    example: Any,
+    engine: str,
+    keep_float: Sequence[FloatOp],
+    *,
+    qat: bool,
+    float_modules: Sequence[str] = (),
 ) -> Any:
     """FX-prepare a train (QAT) or eval (PTQ) copy of ``module``; a build error naming the step."""
     with _quiet():
         try:
             return prepare(
                 copy.deepcopy(module).train(qat),
-                _qconfig_mapping(engine, qat=qat, keep_float=keep_float),
+                _qconfig_mapping(engine, qat=qat, keep_float=keep_float, float_modules=float_modules),
                 example,
                 backend_config=_backend_config(engine),
             )
@@ -582,10 +598,14 @@ def calibrate_observed(prepared: nn.Module, batches: Iterable[Inputs], arity: in
 
 
 def quantized_from_observed(
-    module: nn.Module, example_inputs: Inputs, observed: dict[str, torch.Tensor], backend: str = "auto"
+    module: nn.Module,
+    example_inputs: Inputs,
+    observed: dict[str, torch.Tensor],
+    backend: str = "auto",
+    float_modules: Sequence[str] = (),
 ) -> nn.Module:
     """Rebuild the INT8 model from the FP32 module and a saved observed state (no calibration)."""
-    prepared = prepare_static(module, example_inputs, backend)
+    prepared = prepare_static(module, example_inputs, backend, float_modules=float_modules)
     with _quiet():
         prepared.load_state_dict(observed, strict=True)
     return _convert(prepared, _resolve_backend(backend), module)

@@ -31,6 +31,8 @@ class BuildSettings:
     """The FP32 weights' hash: with it, intermediates are content-addressed and reused across builds."""
     intermediates_root: str | None = None
     """The cache folder whose intermediate store this build may read and write (None: no reuse)."""
+    int8_max_trials: int = 48
+    """Trials the INT8 float-layer search may run (``mixed_precision``); 0: everything in INT8."""
     time_failed: bool = False
     """Also time candidates that failed their gate (``bench`` shows them; ``auto`` cannot serve them)."""
 

@@ -18,7 +18,8 @@ from torch import nn
 from ..errors import BackendError
 from ..progress import publish
 from .graph import BuildContext, Files, Step
-from .intermediates import FP16_ONNX, FP32_ONNX, INT8_QDQ_ONNX
+from .int8_steps import INT8_QDQ_ONNX
+from .intermediates import FP16_ONNX, FP32_ONNX
 from .settings import BuildSettings
 from .trt_engine import (
     ENGINE,

@@ -52,14 +52,24 @@ def create_session(
 
     if not Path(path).is_file():
         raise InvalidInputError(f"expected an ONNX file, but {str(path)!r} does not exist")
+    with ort_errors(f"load {Path(path).name}"):
+        return ort.InferenceSession(
+            str(path), session_options(num_threads), providers=list(providers or choose_providers(device))
+        )
+
+
+def session_options(num_threads: int | None = None) -> Any:
+    """The options every session here uses: full graph optimization (ONNX Runtime fuses Q/DQ into
+    integer kernels, so an INT8 model is measured as it is served), the given thread count."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if num_threads is not None:
         opts.intra_op_num_threads = num_threads
         opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    with ort_errors(f"load {Path(path).name}"):
-        return ort.InferenceSession(str(path), opts, providers=list(providers or choose_providers(device)))
+    return opts
 
 
 def run_session(session: Any, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:

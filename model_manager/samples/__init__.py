@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,14 +32,34 @@ def load_sample(name: str) -> np.ndarray:
 # Pixels the second frame of a two-frame model is shifted by: real photos with real motion.
 _FRAME_SHIFT = (6, 4)
 
+Quarter = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+CALIBRATION_QUARTERS: tuple[Quarter, ...] = ("top-left", "bottom-right")
+"""The quarters of each photo INT8 calibration sees (``optim/calibration.py``)."""
+HELD_OUT_QUARTERS: tuple[Quarter, ...] = ("top-right", "bottom-left")
+"""The quarters it never sees: quality gates are checked on these (``optim/intermediates.py``)."""
 
-def _photo_crop(name: str, height: int, width: int, shift: tuple[int, int]) -> np.ndarray:
-    """Resize photo ``name`` to cover (H + margin, W + margin), then crop HxW at ``shift``."""
+
+def _quarter(img: Any, quarter: Quarter | None) -> Any:
+    """One quarter of a PIL image (None: the whole image)."""
+    if quarter is None:
+        return img
+    top = 0 if quarter.startswith("top") else img.height // 2
+    left = 0 if quarter.endswith("left") else img.width // 2
+    return img.crop((left, top, left + img.width // 2, top + img.height // 2))
+
+
+def _photo_crop(
+    name: str, height: int, width: int, shift: tuple[int, int], quarter: Quarter | None = None
+) -> np.ndarray:
+    """Resize photo ``name`` (or a quarter of it) to cover (H + margin, W + margin); crop HxW at ``shift``."""
     from PIL import Image
 
-    img = Image.fromarray(load_sample(name))
+    img = _quarter(Image.fromarray(load_sample(name)), quarter)
     margin = max(_FRAME_SHIFT) * 2
     scale = max((height + margin) / img.height, (width + margin) / img.width)
+    if quarter is not None:  # a window at the photo's own resolution where the quarter is large
+        scale = max(scale, 1.0)  # enough: downscaled or upscaled photos are smoother or busier
+        # than real frames, and INT8 ranges and checks should see real detail
     size = (max(width + margin, round(img.width * scale)), max(height + margin, round(img.height * scale)))
     big = np.asarray(img.resize(size, Image.Resampling.BICUBIC))
     top = (big.shape[0] - height) // 2 - margin // 4 + shift[1]
@@ -46,12 +68,18 @@ def _photo_crop(name: str, height: int, width: int, shift: tuple[int, int]) -> n
 
 
 def sample_batch(
-    descriptor: ModelDescriptor, size: tuple[int, int] = (256, 256), batch: int = 1, timestep: float = 0.5
+    descriptor: ModelDescriptor,
+    size: tuple[int, int] = (256, 256),
+    batch: int = 1,
+    timestep: float = 0.5,
+    quarters: Sequence[Quarter | None] = (None,),
 ) -> list[np.ndarray]:
     """Model inputs made from the real sample photos, in the descriptor's order and value range.
 
-    Batch item i uses photo i (cycling); image input k of a multi-frame model is the same photo
-    shifted by k * (6, 4) pixels, so interpolation sees real motion. Scalar inputs get ``timestep``.
+    Batch item i uses photo i (cycling) and ``quarters[i // 4]`` of it (cycling; None: the whole
+    photo), so calibration and quality checks can use parts of the photos that do not overlap.
+    Image input k of a multi-frame model is the same crop shifted by k * (6, 4) pixels, so
+    interpolation sees real motion. Scalar inputs get ``timestep``.
     """
     from ..images import to_batch
 
@@ -65,7 +93,11 @@ def sample_batch(
             inputs.append(np.full((batch, 1, 1, 1), timestep, dtype=np.float32))
             continue
         shift = (_FRAME_SHIFT[0] * frame, _FRAME_SHIFT[1] * frame)
-        crops = [_photo_crop(SAMPLE_NAMES[i % len(SAMPLE_NAMES)], height, width, shift) for i in range(batch)]
+        n = len(SAMPLE_NAMES)
+        crops = [
+            _photo_crop(SAMPLE_NAMES[i % n], height, width, shift, quarters[(i // n) % len(quarters)])
+            for i in range(batch)
+        ]
         crops = [_to_channels(c, spec.channels or 3) for c in crops]
         inputs.append(np.concatenate([to_batch(c, spec.value_range) for c in crops]))
         frame += 1

@@ -1,12 +1,16 @@
 """``int8-torch``: PyTorch FX graph-mode static INT8 from the build's calibration crops.
 
-The entry stores the observed state (weights and observer ranges) as safetensors; opening
-re-traces the FP32 module and converts without calibrating again. The build's own check converts
+The modules the build's float-layer decision names (``int8_steps.float_layers``, mapped from ONNX
+node names by ``layer_names.fx_float_modules``) get no qconfig and stay in float. The entry stores
+the observed state (weights and observer ranges) as safetensors and those module names as JSON;
+opening re-traces the FP32 module with the same float modules and converts without calibrating
+again. The build's own check converts
 the model it calibrated (tracing IFNet takes seconds; the result is the same graph and state).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +22,34 @@ from ...progress import detail
 from ...runners import Runner, TorchRunner
 from ...samples import sample_batch
 from ..graph import BuildContext, Step
+from ..int8_steps import INT8_FLOAT_LAYERS, float_layers, float_nodes, note_float_layers
 from ..intermediates import CALIBRATION_CROPS
+from ..layer_names import fx_float_modules
 from .base import Candidate, OpenRequest
 
 FILE = "observed.int8-torch.safetensors"
+FLOAT_MODULES_FILE = "float-modules.int8-torch.json"
 
 
 def _example(descriptor: ModelDescriptor) -> list[Any]:
     """Small real-photo inputs for tracing (shapes are dynamic in the traced graph)."""
     return [torch.from_numpy(x) for x in sample_batch(descriptor, descriptor.fit_size(64, 64))]
+
+
+def _float_modules(ctx: BuildContext) -> list[str]:
+    """The decision's float layers as module names (nodes of functional calls have none)."""
+    modules, unmapped = fx_float_modules(ctx.module, float_nodes(float_layers(ctx)))
+    note_float_layers(ctx, "int8-torch", applied=modules, not_applied=unmapped)
+    return modules
+
+
+FX_FLOAT_MODULES: Step[list[str]] = Step(
+    "fx.float-modules",
+    "map the float layers to PyTorch modules",
+    lambda ctx, _folder: _float_modules(ctx),
+    needs=(INT8_FLOAT_LAYERS,),
+    quiet=True,
+)
 
 
 def _calibrated(ctx: BuildContext, _folder: Path) -> nn.Module:
@@ -35,7 +58,8 @@ def _calibrated(ctx: BuildContext, _folder: Path) -> nn.Module:
 
     crops = ctx.get(CALIBRATION_CROPS)
     example = _example(ctx.descriptor)
-    prepared = prepare_static(ctx.module, example)
+    modules: list[str] = ctx.get(FX_FLOAT_MODULES)
+    prepared = prepare_static(ctx.module, example, float_modules=modules)
     detail(f"calibrate observers on {len(crops)} photo crops")
     calibrate_observed(prepared, [[torch.from_numpy(a) for a in item] for item in crops], len(example))
     return prepared
@@ -45,7 +69,7 @@ FX_CALIBRATED: Step[nn.Module] = Step(
     "fx.calibrated",
     "trace with torch.fx and calibrate its observers",
     _calibrated,
-    needs=(CALIBRATION_CROPS,),
+    needs=(CALIBRATION_CROPS, FX_FLOAT_MODULES),
 )
 
 
@@ -55,7 +79,8 @@ def _build(ctx: BuildContext, folder: Path) -> list[str]:
 
     state = ctx.get(FX_CALIBRATED).state_dict()
     save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(folder / FILE))
-    return [FILE]
+    (folder / FLOAT_MODULES_FILE).write_text(json.dumps(ctx.get(FX_FLOAT_MODULES)))
+    return [FILE, FLOAT_MODULES_FILE]
 
 
 def _open_built(ctx: BuildContext, req: OpenRequest) -> Runner:
@@ -73,8 +98,10 @@ def _open(req: OpenRequest) -> Runner:
     from ..quantize_torch import quantized_from_observed
 
     assert req.module is not None, "int8-torch rebuilds from the FP32 module"
+    floats = req.folder / FLOAT_MODULES_FILE
+    modules = json.loads(floats.read_text()) if floats.exists() else []
     quantized = quantized_from_observed(
-        req.module, _example(req.descriptor), load_file(str(req.folder / FILE))
+        req.module, _example(req.descriptor), load_file(str(req.folder / FILE)), float_modules=modules
     )
     return TorchRunner(quantized, req.descriptor, req.info, device="cpu")
 

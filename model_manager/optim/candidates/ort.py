@@ -1,8 +1,8 @@
 """ONNX Runtime candidates: ``onnx`` (FP32), ``int8-static`` (Q/DQ), ``int8-static-qop``, ``int8-dynamic``.
 
 Each copies one intermediate of the build graph into the entry: the verified FP32 export, or an
-INT8 model written from the one calibration the build made (the Q/DQ file is also what
-``tensorrt-int8`` builds its engine from).
+INT8 model written from the one calibration and the one float-layer decision the build made (the
+Q/DQ file is also what ``tensorrt-int8`` builds its engine from).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ...runners import OrtRunner, Runner
 from ..graph import BuildContext, Files, Step
-from ..intermediates import FP32_ONNX, INT8_DYNAMIC_ONNX, INT8_QDQ_ONNX, INT8_QOP_ONNX, ONNX_FILE
+from ..int8_steps import INT8_DYNAMIC_ONNX, INT8_QDQ_ONNX, INT8_QOP_ONNX, note_float_layers
+from ..intermediates import FP32_ONNX, ONNX_FILE
 from .base import Candidate, OpenRequest
 
 FILES = {
@@ -21,11 +22,16 @@ FILES = {
     "int8-static": "model.int8-qdq.onnx",
     "int8-static-qop": "model.int8-qop.onnx",
 }
+STATIC = ("int8-static", "int8-static-qop")
+"""Written from the build's float-layer decision (``int8_steps``)."""
 
 
-def _copy(step: Step[Files]) -> Callable[[BuildContext, Path], list[str]]:
+def _copy(name: str, step: Step[Files]) -> Callable[[BuildContext, Path], list[str]]:
     def build(ctx: BuildContext, folder: Path) -> list[str]:
-        return ctx.get(step).copy_to(folder)
+        files = ctx.get(step).copy_to(folder)
+        if name in STATIC:
+            note_float_layers(ctx, name)
+        return files
 
     return build
 
@@ -40,7 +46,7 @@ def _opener(name: str) -> Callable[[OpenRequest], Runner]:
 
 
 def _candidate(name: str, step: Step[Files]) -> Candidate:
-    return Candidate(name, (step,), _copy(step), _opener(name), steps=0)
+    return Candidate(name, (step,), _copy(name, step), _opener(name), steps=0)
 
 
 CANDIDATES = (

@@ -2,7 +2,8 @@
 
 All three start from the build's verified FP32 export: the FP32 IR is converted once per build
 (and reused by later builds of the same export); the INT8 IR is NNCF post-training quantization
-on the build's calibration crops, keeping the layers of the architecture's recipe in float. Each
+on the build's calibration crops, keeping the layers of the build's float-layer decision
+(``int8_steps``) in float as NNCF's ignored scope. Each
 candidate compiles its IR once into the entry (``CACHE_DIR``), so restarts load the blob.
 Registered only where the ``openvino`` extra is installed.
 """
@@ -10,6 +11,7 @@ Registered only where the ``openvino`` extra is installed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ from ...progress import detail
 from ...runners import OvRunner, Runner
 from ...runners.ov_session import PrecisionHint
 from ..graph import BuildContext, Files, Step
+from ..int8_steps import INT8_FLOAT_LAYERS, float_layers, float_nodes, note_float_layers
 from ..intermediates import CALIBRATION_CROPS, FP32_ONNX
+from ..layer_names import nncf_patterns
 from ..ov_ir import OV_INT8_RECIPES, OvInt8Recipe, compiled_blob, int8_ir_from_ir, ir_from_onnx
 from .base import Candidate, OpenRequest
 
@@ -27,8 +31,15 @@ INT8_XML = "model.ov-int8.xml"
 HINTS: dict[str, PrecisionHint] = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
 
 
-def _recipe(ctx: BuildContext) -> OvInt8Recipe:
+def _calibration(ctx: BuildContext) -> OvInt8Recipe:
+    """NNCF's calibration settings for the architecture (preset, range estimator); no float layers."""
     return OV_INT8_RECIPES.get(ctx.descriptor.architecture, OvInt8Recipe())
+
+
+def _recipe(ctx: BuildContext) -> OvInt8Recipe:
+    """The calibration settings with the build's float-layer decision as NNCF's ignored scope."""
+    floats = float_nodes(float_layers(ctx))
+    return replace(_calibration(ctx), ignored=tuple(nncf_patterns(floats)))
 
 
 def _versions(*names: str) -> Mapping[str, Any]:
@@ -47,17 +58,18 @@ OV_IR: Step[Files] = Step(
 
 
 def _int8_ir(ctx: BuildContext, folder: Path) -> Files:
-    crops = ctx.get(CALIBRATION_CROPS)
-    detail(f"NNCF post-training INT8 on {len(crops)} photo crops")
-    return Files(folder, tuple(int8_ir_from_ir(ctx.get(OV_IR).main, folder / INT8_XML, crops, _recipe(ctx))))
+    crops, recipe = ctx.get(CALIBRATION_CROPS), _recipe(ctx)
+    detail(f"NNCF post-training INT8 on {len(crops)} photo crops, {len(recipe.ignored)} layer(s) in float")
+    note_float_layers(ctx, "openvino-int8", applied=list(recipe.ignored), preset=recipe.preset)
+    return Files(folder, tuple(int8_ir_from_ir(ctx.get(OV_IR).main, folder / INT8_XML, crops, recipe)))
 
 
 OV_INT8_IR: Step[Files] = Step(
     "ov.int8-ir",
     "quantize the IR to INT8 with NNCF",
     _int8_ir,
-    needs=(OV_IR, CALIBRATION_CROPS),
-    identity=lambda ctx: {"recipe": _recipe(ctx), **_versions("openvino", "nncf")},
+    needs=(OV_IR, CALIBRATION_CROPS, INT8_FLOAT_LAYERS),
+    identity=lambda ctx: {"calibration": _calibration(ctx), **_versions("openvino", "nncf")},
     reusable=True,
 )
 

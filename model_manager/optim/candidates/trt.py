@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ...runners import Runner
 from ..graph import BuildContext, Files, Step
-from ..intermediates import FP16_ONNX, INT8_QDQ_ONNX
+from ..int8_steps import INT8_QDQ_ONNX, note_float_layers
+from ..intermediates import FP16_ONNX
 from ..trt_engine import ENGINE, Precision, TensorRTConfig, engine_from_onnx
 from .base import Candidate, OpenRequest
 
@@ -23,6 +24,8 @@ def _builder(
 ) -> Callable[[BuildContext, Path], list[str]]:
     def build(ctx: BuildContext, folder: Path) -> list[str]:
         onnx = ctx.get(source)
+        if precision == "int8":  # the Q/DQ file carries the float-layer decision
+            note_float_layers(ctx, name)
         ctx.begin(f"build the {precision} engine (TensorRT times every tactic)", name)
         return engine_from_onnx(
             onnx.main, ctx.descriptor, folder, TensorRTConfig(precision), ctx.settings.opt_size

@@ -1,0 +1,257 @@
+"""The INT8 steps of the build graph: one calibration, one float-layer decision, every engine's model.
+
+=======================  ==================================================  ===================
+step                     value                                               consumed by
+=======================  ==================================================  ===================
+``int8.recipe``          calibration method (and nodes a caller keeps float) ranges, writers
+``int8.ranges``          ORT activation ranges (``calibration.json``)        the static writers
+``int8.qdq-all.onnx``    everything-INT8 symmetric Q/DQ model                the search, int8.qdq
+``int8.float-layers``    the float-layer decision (``float_layers.json``)    every INT8 engine
+``int8.qdq.onnx``        the Q/DQ model with the decision applied            int8-static,
+                                                                             tensorrt-int8
+``int8.qop.onnx``        QOperator model, decision as ``nodes_to_exclude``   int8-static-qop
+``int8.dynamic.onnx``    dynamic INT8 model                                  int8-dynamic
+=======================  ==================================================  ===================
+
+The decision (``mixed_precision.search_float_layers`` over ``qdq_float.QdqModel``) is made once
+per build on held-out photo crops and reused by later builds of the same weights; OpenVINO
+(NNCF's ignored scope) and PyTorch FX (no qconfig for those modules) read it with
+:func:`float_layers`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..cache.key import toolchain_versions
+from ..progress import detail
+from .calibration import ArrayCalibrationReader
+from .graph import BuildContext, Files, Step
+from .intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_REFERENCE, QUANT_READY_ONNX
+from .mixed_precision import MixedPrecision, MixedPrecisionConfig, search_float_layers
+from .qdq_float import OUTPUT_PREFIX, QdqEvaluator, QdqModel, node_macs
+from .quantize_onnx import (
+    StaticInt8Settings,
+    dynamic_int8_from_onnx,
+    qdq_from_onnx,
+    qoperator_from_onnx,
+    ranges_from_calibration,
+)
+
+FLOAT_LAYERS_FILE = "float_layers.json"
+SEARCH_ITEMS = 4
+"""Held-out crops each search trial runs (the check's: one per photo); the worst one counts."""
+
+
+def _files(folder: Path, names: list[str]) -> Files:
+    return Files(folder, tuple(names))
+
+
+def _ort_identity(_ctx: BuildContext) -> Mapping[str, Any]:
+    return {"onnxruntime": toolchain_versions().get("onnxruntime")}
+
+
+def default_settings(device: str) -> StaticInt8Settings:
+    """The same for every architecture: MinMax ranges, per-channel symmetric weights, 7-bit weights
+    for ONNX Runtime on an x86 CPU without VNNI (see ``StaticInt8Settings.reduce_range``)."""
+    from .hardware import probe_hardware
+
+    return StaticInt8Settings(reduce_range=device == "cpu" and not probe_hardware().vnni)
+
+
+INT8_RECIPE: Step[StaticInt8Settings] = Step(
+    "int8.recipe",
+    "static INT8 settings (ModelQuantizer may provide its own)",
+    lambda ctx, _folder: default_settings(ctx.settings.device),
+    identity=lambda ctx: {"recipe": default_settings(ctx.settings.device)},
+    quiet=True,
+)
+
+
+def _ranges(ctx: BuildContext, folder: Path) -> Files:
+    recipe, crops = ctx.get(INT8_RECIPE), ctx.get(CALIBRATION_CROPS)
+    detail(f"{recipe.method} ranges on {len(crops)} photo crops")
+    reader = ArrayCalibrationReader(ctx.descriptor, crops)
+    ranges_from_calibration(ctx.get(QUANT_READY_ONNX).main, reader, recipe, folder / "calibration.json")
+    return _files(folder, ["calibration.json"])
+
+
+INT8_RANGES: Step[Files] = Step(
+    "int8.ranges",
+    "calibrate activation ranges",
+    _ranges,
+    needs=(QUANT_READY_ONNX, INT8_RECIPE, CALIBRATION_CROPS),
+    identity=_ort_identity,
+    reusable=True,
+)
+
+
+def _qdq_all(ctx: BuildContext, folder: Path) -> Files:
+    ready, ranges, recipe = ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_RANGES).main, ctx.get(INT8_RECIPE)
+    qdq_from_onnx(ready, folder / "model.int8-qdq-all.onnx", ranges, recipe)
+    return _files(folder, ["model.int8-qdq-all.onnx"])
+
+
+INT8_QDQ_ALL: Step[Files] = Step(
+    "int8.qdq-all.onnx",
+    "write the everything-INT8 symmetric Q/DQ ONNX from the ranges",
+    _qdq_all,
+    needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE),
+    identity=_ort_identity,
+    reusable=True,
+)
+
+
+def search_config(ctx: BuildContext) -> MixedPrecisionConfig:
+    return MixedPrecisionConfig(max_trials=max(4, ctx.settings.int8_max_trials))
+
+
+def _search(ctx: BuildContext, folder: Path) -> Files:
+    """Find the float layers on held-out crops (ONNX Runtime, simulated Q/DQ); write the decision."""
+    ready = ctx.get(QUANT_READY_ONNX).main
+    model = QdqModel(ready, ctx.get(INT8_QDQ_ALL).main)
+    items, reference = ctx.get(CHECK_ITEMS)[:SEARCH_ITEMS], ctx.get(FP32_REFERENCE)[:SEARCH_ITEMS]
+    names = [s.name for s in ctx.descriptor.inputs]
+    units = model.units(node_macs(ready, dict(zip(names, items[0]))))
+    evaluate = QdqEvaluator(
+        model,
+        names,
+        items,
+        reference,
+        ctx.descriptor.output.value_range,
+        ctx.settings.num_threads,
+    )
+    target = ctx.settings.gate("int8") + search_config(ctx).margin_db
+    detail(f"{len(units)} quantized layers; aiming at {target:.1f} dB")
+
+    def traced(floats: frozenset[str]) -> float:
+        psnr = evaluate(floats)
+        detail(f"{len(floats)} layer(s) in float: {psnr:.1f} dB")
+        return psnr
+
+    if ctx.settings.int8_max_trials <= 0:  # search off: everything INT8, as the user asked
+        target = float("-inf")
+    start = model.coordinate_units()
+    if start:
+        detail(f"{len(start)} layer(s) computing sampling coordinates start in float")
+    result = search_float_layers(units, traced, target, search_config(ctx), start=start)
+    detail(result.summary())
+    (folder / FLOAT_LAYERS_FILE).write_text(json.dumps(result.to_dict(), indent=1))
+    return _files(folder, [FLOAT_LAYERS_FILE])
+
+
+def _search_identity(ctx: BuildContext) -> Mapping[str, Any]:
+    return {
+        "config": search_config(ctx).to_dict(),
+        "gate": ctx.settings.gate("int8"),
+        "trials": ctx.settings.int8_max_trials,
+        "check": [list(ctx.settings.opt_size), "held-out", SEARCH_ITEMS],
+        "onnxruntime": toolchain_versions().get("onnxruntime"),
+    }
+
+
+INT8_FLOAT_LAYERS: Step[Files] = Step(
+    "int8.float-layers",
+    "find the layers INT8 must keep in float (sensitivity search)",
+    _search,
+    needs=(QUANT_READY_ONNX, INT8_QDQ_ALL, CHECK_ITEMS, FP32_REFERENCE),
+    identity=_search_identity,
+    reusable=True,
+)
+
+
+def float_layers(ctx: BuildContext) -> MixedPrecision:
+    """The build's float-layer decision (made once; every INT8 engine reads it)."""
+    return read_float_layers(ctx.get(INT8_FLOAT_LAYERS).main)
+
+
+def float_nodes(decision: MixedPrecision) -> list[str]:
+    """The decision's float layers that are graph nodes (an engine whose outputs are float anyway
+    has nothing to do for an ``output:NAME`` unit)."""
+    return [n for n in decision.float_layers if not n.startswith(OUTPUT_PREFIX)]
+
+
+def read_float_layers(path: Path) -> MixedPrecision:
+    return MixedPrecision.from_dict(json.loads(path.read_text()))
+
+
+def note_float_layers(
+    ctx: BuildContext, candidate: str, applied: list[str] | None = None, **extra: Any
+) -> None:
+    """Record on ``candidate``'s result which layers it keeps in float and what the search found.
+
+    ``applied``: the engine's own names for the float layers, where they differ from the ONNX
+    node names of the decision (NNCF patterns, FX module names).
+    """
+    mp = float_layers(ctx)
+    ctx.note(
+        candidate,
+        float_layers=mp.float_layers,
+        int8_mac_share=mp.int8_mac_share,
+        psnr_all_int8_db=mp.psnr_all_int8_db,
+        search_psnr_db=mp.psnr_db,
+        search_trials=mp.trials,
+        search_seconds=mp.seconds,
+        quantized_layers=mp.units,
+        **({"applied": applied} if applied is not None else {}),
+        **extra,
+    )
+
+
+def _qdq(ctx: BuildContext, folder: Path) -> Files:
+    floats = float_layers(ctx).float_layers
+    QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_QDQ_ALL).main).write(
+        floats, folder / "model.int8-qdq.onnx"
+    )
+    return _files(folder, ["model.int8-qdq.onnx"])
+
+
+INT8_QDQ_ONNX: Step[Files] = Step(
+    "int8.qdq.onnx",
+    "write the Q/DQ INT8 ONNX with the float layers",
+    _qdq,
+    needs=(QUANT_READY_ONNX, INT8_QDQ_ALL, INT8_FLOAT_LAYERS),
+    quiet=True,
+)
+
+
+def _qop(ctx: BuildContext, folder: Path) -> Files:
+    recipe = ctx.get(INT8_RECIPE)
+    model = QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_QDQ_ALL).main)
+    floats = tuple(_literal(n) for n in model.node_names(float_layers(ctx).float_layers))
+    recipe = replace(recipe, exclude_nodes=recipe.exclude_nodes + floats)
+    qoperator_from_onnx(
+        ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-qop.onnx", ctx.get(INT8_RANGES).main, recipe
+    )
+    return _files(folder, ["model.int8-qop.onnx"])
+
+
+def _literal(name: str) -> str:
+    """An fnmatch pattern matching exactly ``name``."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+INT8_QOP_ONNX: Step[Files] = Step(
+    "int8.qop.onnx",
+    "write the QOperator INT8 ONNX, float layers excluded",
+    _qop,
+    needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE, INT8_QDQ_ALL, INT8_FLOAT_LAYERS),
+)
+
+
+def _dynamic(ctx: BuildContext, folder: Path) -> Files:
+    dynamic_int8_from_onnx(ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-dynamic.onnx")
+    return _files(folder, ["model.int8-dynamic.onnx"])
+
+
+INT8_DYNAMIC_ONNX: Step[Files] = Step(
+    "int8.dynamic.onnx",
+    "quantize weights to INT8 (dynamic)",
+    _dynamic,
+    needs=(QUANT_READY_ONNX,),
+    identity=_ort_identity,
+)

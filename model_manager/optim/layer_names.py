@@ -1,0 +1,67 @@
+"""One float-layer decision, each engine's names: ONNX node names to PyTorch modules and NNCF patterns.
+
+The float-layer search names ONNX nodes of the TorchScript export (``/res1/conv1/conv2d/Conv``).
+The exporter builds those names from the module scopes, one component per module level; a level
+inside a ``Sequential`` repeats its parent's attribute path (``/block0/conv0/conv0.0/Conv`` is
+module ``block0.conv0.0``). OpenVINO keeps the ONNX node names on the ops it converts them to,
+adding suffixes (``/conv1/Conv/WithoutBiases``), so an NNCF pattern per node covers them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from torch import nn
+
+
+def module_for_node(root: nn.Module, node_name: str) -> str | None:
+    """The qualified name of the leaf module that produced ONNX node ``node_name``, or None.
+
+    None for nodes of functional calls (``/Add``, ``/res1/Add``: no leaf module of their own).
+    """
+    parts = node_name.strip("/").split("/")[:-1]  # the last part is the op (``Conv``, ``Conv_1``)
+    path: list[str] = []
+    module, previous = root, ""
+    for part in parts:
+        child = _child(module, previous, part)
+        if child is None:
+            return None
+        rel, module = child
+        path += rel
+        previous = part
+    if not path or any(True for _ in module.children()):
+        return None
+    return ".".join(path)
+
+
+def _child(module: nn.Module, previous: str, part: str) -> tuple[list[str], nn.Module] | None:
+    """Resolve one scope component below ``module``: a child name, or a dotted path that repeats
+    the previous component (``conv0.0`` below ``conv0``, ``conv0.0.0`` below ``conv0.0``)."""
+    candidates = [part]
+    if previous and part.startswith(previous + "."):
+        candidates.insert(0, part[len(previous) + 1 :])
+    for rel in candidates:
+        try:
+            return rel.split("."), module.get_submodule(rel)
+        except AttributeError:
+            continue
+    return None
+
+
+def fx_float_modules(root: nn.Module, node_names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(leaf module names FX keeps in float, ONNX nodes with no module of their own)."""
+    modules: list[str] = []
+    unmapped: list[str] = []
+    for name in node_names:
+        found = module_for_node(root, name)
+        if found is None:
+            unmapped.append(name)
+        elif found not in modules:
+            modules.append(found)
+    return modules, unmapped
+
+
+def nncf_patterns(node_names: Sequence[str]) -> list[str]:
+    """NNCF ignored-scope regexes matching each node and the ops OpenVINO made of it."""
+    return [f"^{re.escape(name)}(/.*)?$" for name in node_names]

@@ -1,0 +1,256 @@
+"""Accuracy-aware mixed precision: the float-layer search, its Q/DQ edit, and what each engine does with it.
+
+The search's own logic is checked with exact, hand-computable PSNR functions (the thing checked is
+which set it picks and how many trials it spends); everything else runs real torch, ONNX and
+ONNX Runtime on real sample photos: a model with one deliberately sensitive layer, and the
+embedded defaults through the manager.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from model_manager import ModelConfig, ModelManager, QualityGates
+from model_manager.descriptor import ModelDescriptor, TensorSpec, image_profile
+from model_manager.errors import InvalidInputError, QualityGateError
+from model_manager.optim import int8_steps
+from model_manager.optim.graph import BuildContext
+from model_manager.optim.intermediates import CHECK_ITEMS, FP32_REFERENCE, QUANT_READY_ONNX
+from model_manager.optim.layer_names import fx_float_modules, module_for_node, nncf_patterns
+from model_manager.optim.mixed_precision import MixedPrecisionConfig, Unit, search_float_layers
+from model_manager.optim.qdq_float import QdqEvaluator, QdqModel
+from model_manager.optim.settings import BuildSettings
+
+
+# -- the search, on exact PSNR functions ------------------------------------------------------------
+def _additive(base: float, gains: dict[str, float]):
+    """PSNR = base + the gains of the float units (sensitivities that add up)."""
+    calls: list[frozenset[str]] = []
+
+    def evaluate(floats: frozenset[str]) -> float:
+        calls.append(floats)
+        return base + sum(gains[n] for n in floats)
+
+    return evaluate, calls
+
+
+def _units(n: int, macs: int = 100) -> list[Unit]:
+    return [Unit(f"/layer{i}/Conv", "Conv", macs) for i in range(n)]
+
+
+def test_one_sensitive_unit_among_many_is_the_only_one_kept_in_float() -> None:
+    units = _units(10)
+    evaluate, _ = _additive(30.0, {u.name: (8.0 if u.name == "/layer6/Conv" else 0.1) for u in units})
+    result = search_float_layers(units, evaluate, 35.5)
+    assert result.float_layers == ["/layer6/Conv"]
+    assert result.passed and result.psnr_db == pytest.approx(38.0)
+    assert result.int8_mac_share == pytest.approx(0.9)
+    assert result.ranking[0] == "/layer6/Conv"
+
+
+def test_the_search_adds_layers_until_the_target_and_gives_back_what_it_can() -> None:
+    units = _units(8)
+    gains = {u.name: g for u, g in zip(units, (3.0, 0.2, 2.5, 0.1, 0.0, 1.0, 0.0, 0.3))}
+    evaluate, _ = _additive(30.0, gains)
+    result = search_float_layers(units, evaluate, 35.2)
+    assert sorted(result.float_layers) == ["/layer0/Conv", "/layer2/Conv"]
+    assert result.psnr_db == pytest.approx(35.5)
+
+
+def test_the_search_is_deterministic_and_stays_within_its_trial_budget() -> None:
+    units = _units(200)
+    gains = {u.name: ((i * 37) % 11) / 10 for i, u in enumerate(units)}
+    config = MixedPrecisionConfig(max_trials=30)
+    runs = []
+    for _ in range(2):
+        evaluate, calls = _additive(20.0, gains)
+        runs.append((search_float_layers(units, evaluate, 31.0, config), calls))
+    (a, calls_a), (b, calls_b) = runs
+    assert a.float_layers == b.float_layers and a.history == b.history and calls_a == calls_b
+    assert len(calls_a) == a.trials <= 30
+    assert len(set(calls_a)) == len(calls_a), "a float set is never evaluated twice"
+
+
+def test_a_model_that_already_passes_keeps_everything_in_int8_after_one_trial() -> None:
+    evaluate, calls = _additive(40.0, {u.name: 1.0 for u in _units(5)})
+    result = search_float_layers(_units(5), evaluate, 35.5)
+    assert result.float_layers == [] and result.int8_mac_share == 1.0 and len(calls) == 1
+
+
+def test_an_unreachable_target_reports_the_best_it_reached() -> None:
+    units = _units(6)
+    evaluate, _ = _additive(20.0, {u.name: 1.0 for u in units})
+    result = search_float_layers(units, evaluate, 35.0)
+    assert not result.passed
+    assert result.psnr_db == pytest.approx(26.0)  # everything in float reached 26 dB: the best seen
+
+
+def test_search_settings_are_validated() -> None:
+    with pytest.raises(InvalidInputError, match="max_trials"):
+        MixedPrecisionConfig(max_trials=1)
+    with pytest.raises(InvalidInputError, match="unique"):
+        search_float_layers([Unit("a", "Conv"), Unit("a", "Conv")], lambda _f: 0.0, 1.0)
+
+
+# -- a real model with one sensitive layer ---------------------------------------------------------
+class OneSensitiveLayer(nn.Module):
+    """x + out(relu(sensitive(spread(relu(head(x)))))).
+
+    ``spread``'s output channel 0 is ``factor`` (100) times the others, and ``sensitive`` scales
+    that input channel back down: with factor 1 it is the same kind of net, but at 100 INT8 of
+    ``sensitive``'s input (one scale for a tensor whose channels differ 100x) and of its weights
+    (one scale per output channel for weights that differ 100x) loses the seven small channels.
+    Every other layer quantizes well.
+    """
+
+    def __init__(self, factor: float = 100.0) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.spread = nn.Conv2d(8, 8, 3, padding=1)
+        self.sensitive = nn.Conv2d(8, 8, 3, padding=1)
+        self.out = nn.Conv2d(8, 3, 3, padding=1)
+        with torch.no_grad():
+            self.spread.weight[0] *= factor
+            self.spread.bias[0] *= factor
+            self.sensitive.weight[:, 0] /= factor
+            self.out.weight *= 3.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.head(x))
+        h = torch.relu(self.sensitive(self.spread(h)))
+        return x + self.out(h)
+
+
+def _descriptor() -> ModelDescriptor:
+    spec = TensorSpec("input", ("batch", 3, "height", "width"))
+    return ModelDescriptor(
+        "style_transfer",
+        "OneSensitiveLayer",
+        (spec,),
+        TensorSpec("output", ("batch", 3, "height", "width")),
+        profile=image_profile(("input",), 3, size_min=8, multiple=1, opt=64),
+    )
+
+
+def _ctx(tmp_path: Path, factor: float = 100.0) -> BuildContext:
+    settings = BuildSettings(opt_size=(64, 64), num_threads=2)
+    return BuildContext(OneSensitiveLayer(factor).eval(), _descriptor(), settings, tmp_path / "steps")
+
+
+def test_a_deliberately_sensitive_layer_ends_exactly_in_float(tmp_path: Path) -> None:
+    plain = int8_steps.float_layers(_ctx(tmp_path / "plain", factor=1.0))
+    assert plain.psnr_all_int8_db >= 35.5 and plain.float_layers == [], (
+        "without the 100x channel, INT8 passes"
+    )
+    result = int8_steps.float_layers(_ctx(tmp_path / "sensitive"))
+    assert result.psnr_all_int8_db < 35.0, "with it, everything-INT8 fails its gate"
+    assert result.float_layers == ["/sensitive/Conv"]
+    assert result.passed and result.psnr_db >= 35.5
+    assert 0.0 < result.int8_mac_share < 1.0
+    assert result.trials <= 48
+
+
+def test_the_served_qdq_file_is_what_the_search_measured(tmp_path: Path) -> None:
+    """int8-static's file is the everything-INT8 Q/DQ model with the float layers' inputs rewired."""
+    import onnx
+    import onnxruntime as ort
+
+    ctx = _ctx(tmp_path)
+    served = onnx.load(str(ctx.get(int8_steps.INT8_QDQ_ONNX).main))
+    sensitive = next(n for n in served.graph.node if n.name == "/sensitive/Conv")
+    producers = {o: n.op_type for n in served.graph.node for o in n.output}
+    assert all(producers.get(i) != "DequantizeLinear" for i in sensitive.input), "reads float tensors"
+    others = [n for n in served.graph.node if n.op_type == "Conv" and n.name != "/sensitive/Conv"]
+    assert all(producers.get(n.input[0]) == "DequantizeLinear" for n in others), "the rest stay INT8"
+
+    items, reference = ctx.get(CHECK_ITEMS), ctx.get(FP32_REFERENCE)
+    session = ort.InferenceSession(served.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = np.concatenate([session.run(None, {"input": item[0]})[0] for item in items])
+    from model_manager.optim.quality import psnr
+
+    assert psnr(np.concatenate(reference), outputs) >= 35.0
+
+
+def test_the_search_is_deterministic_on_a_real_model(tmp_path: Path) -> None:
+    a = int8_steps.float_layers(_ctx(tmp_path / "a"))
+    b = int8_steps.float_layers(_ctx(tmp_path / "b"))
+    assert (a.float_layers, a.history, a.ranking) == (b.float_layers, b.history, b.ranking)
+
+
+def test_keeping_every_unit_in_float_gives_back_the_fp32_model(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    model = QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(int8_steps.INT8_QDQ_ALL).main)
+    evaluate = QdqEvaluator(
+        model, ["input"], ctx.get(CHECK_ITEMS), ctx.get(FP32_REFERENCE), (0.0, 1.0)
+    )
+    assert evaluate(frozenset(model.unit_names())) > 100.0
+    everything_float = model.with_float(model.unit_names())
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in everything_float.graph.node)
+
+
+# -- one decision, each engine's names --------------------------------------------------------------
+def test_onnx_node_names_map_to_the_modules_that_made_them() -> None:
+    from model_manager.models import all_architectures
+
+    from .conftest import small_config
+
+    ifnet = all_architectures()["IFNet"].create(small_config("IFNet")).module
+    assert module_for_node(ifnet, "/block0/conv0/conv0.0/conv0.0.0/Conv") == "block0.conv0.0.0"
+    assert module_for_node(ifnet, "/block0/convblock/convblock.3/conv/Conv") == "block0.convblock.3.conv"
+    assert module_for_node(ifnet, "/Add_3") is None  # a functional op has no module of its own
+    assert module_for_node(ifnet, "/block0/Add") is None  # nor one inside a module with children
+    modules, unmapped = fx_float_modules(OneSensitiveLayer(), ["/sensitive/Conv", "/Relu_1"])
+    assert (modules, unmapped) == (["sensitive"], ["/Relu_1"])
+    (pattern,) = nncf_patterns(["/conv1/Conv"])
+    assert all(re.match(pattern, n) for n in ("/conv1/Conv", "/conv1/Conv/WithoutBiases"))
+    assert not re.match(pattern, "/conv1/Conv_1")
+
+
+# -- through the manager ------------------------------------------------------------------------------
+async def test_the_float_layers_are_in_the_manifest_and_info_of_every_int8_engine(tmp_path: Path) -> None:
+    """Explicit int8-static on the trained super-resolution default: served, float layers recorded."""
+    async with ModelManager(ModelConfig(cache_dir=tmp_path / "cache", device="cpu")) as manager:
+        runner = await manager.load_optimized_model("super_resolution", "default", "int8-static")
+        info = runner.info
+    assert info.strategy == "int8-static" and info.quality["psnr_db"] >= 35.0
+    details = info.decision["candidates"][0]["details"]
+    assert details["float_layers"] and details["psnr_all_int8_db"] < 35.0
+    assert 0.5 < details["int8_mac_share"] < 1.0
+    manifest = Path(info.artifact_path, "manifest.json").read_text()
+    assert all(name in manifest for name in details["float_layers"])
+
+
+async def test_int8_that_cannot_pass_within_the_budget_names_the_best_db_and_float_layers(
+    tmp_path: Path,
+) -> None:
+    config = ModelConfig(
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+        quality=QualityGates(int8_min_psnr=120.0),
+        int8_search_trials=4,
+    )
+    async with ModelManager(config) as manager:
+        with pytest.raises(QualityGateError) as caught:
+            await manager.load_optimized_model("super_resolution", "default", "int8-static")
+    message = str(caught.value)
+    assert re.search(r"below its 120\.0 dB gate", message)
+    assert re.search(
+        r"search reached \d+\.\d dB from \d+\.\d dB with \d+ of \d+ layers in float, in 4 trials", message
+    )
+    assert not list((tmp_path / "cache").glob("super_resolution/*/*/int8-static-*")), "nothing is published"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["super_resolution", "style_transfer", "interpolation"])
+async def test_explicit_int8_static_on_each_default_is_served(tmp_path: Path, model_type: str) -> None:
+    async with ModelManager(ModelConfig(cache_dir=tmp_path / "cache", device="cpu")) as manager:
+        runner = await manager.load_optimized_model(model_type, "default", "int8-static")
+        assert runner.info.quality["psnr_db"] >= 35.0
+        assert runner.info.decision["candidates"][0]["details"]["search_psnr_db"] >= 35.0
