@@ -50,6 +50,10 @@ CASES = {
     "unseen": [("super_resolution", "unet-sr-x2")],
 }
 INT8 = ("int8-static", "int8-static-qop", "int8-torch", "openvino-int8")
+HEADER = (
+    "| model | size | INT8 | engine | PSNR dB (held-out) | recheck | gate | speedup | median / p90 ms | "
+    "float layers | MACs in INT8 | search trials / s | external photos dB |"
+)
 HAND_RECIPES = {  # what ov_ir.OV_INT8_RECIPES held before the search (issue 16), for --hand
     "ESPCN": {"ignored": (r"/conv1/.*",)},
     "TransformerNet": {
@@ -226,8 +230,8 @@ def _hand(loaded: Any, settings: Any, root: Path) -> dict[str, Any]:
 
 def _child(args: list[str]) -> dict[str, Any]:
     code = (
-        "import json,sys; sys.path.insert(0, %r); import mixed_precision as m; print('@@' + json.dumps(m.run_case(*json.loads(sys.argv[1]))))"
-        % str(HERE)
+        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import mixed_precision as m; "
+        "print('@@' + json.dumps(m.run_case(*json.loads(sys.argv[1]))))"
     )
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
@@ -243,12 +247,15 @@ def _rows(result: dict[str, Any]) -> list[str]:
             continue
         d = c.get("details") or {}
         ext = (result.get("external") or {}).get(c["name"], {})
+        mode = "search" if result["search"] else "all INT8"
+        gate = "pass" if c["passed"] else "FAIL"
+        floats = len(d.get("float_layers", [])) if d else ""
+        search = f"{d.get('search_trials', '')} / {d.get('search_seconds', '')}"
         out.append(
-            f"| {result['model']} | {result['size']} | {'search' if result['search'] else 'all INT8'} | {c['name']} | "
-            f"{c['psnr_db']} | {c.get('rechecked_psnr_db') or ''} | {'pass' if c['passed'] else 'FAIL'} | "
-            f"{c.get('speedup')} | {c.get('median_ms')} / {c.get('p90_ms')} | "
-            f"{len(d.get('float_layers', [])) if d else ''} | {d.get('int8_mac_share', '')} | "
-            f"{d.get('search_trials', '')} / {d.get('search_seconds', '')} | {ext.get('psnr_db', ext.get('error', ''))} |"
+            f"| {result['model']} | {result['size']} | {mode} | {c['name']} | {c['psnr_db']} | "
+            f"{c.get('rechecked_psnr_db') or ''} | {gate} | {c.get('speedup')} | "
+            f"{c.get('median_ms')} / {c.get('p90_ms')} | {floats} | {d.get('int8_mac_share', '')} | "
+            f"{search} | {ext.get('psnr_db', ext.get('error', ''))} |"
         )
     return out
 
@@ -269,9 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         else [m for c in args.cases for m in CASES[c]]
     )
     results = []
-    print(
-        "| model | size | INT8 | engine | PSNR dB (held-out) | recheck | gate | speedup | median / p90 ms | float layers | MACs in INT8 | search trials / s | external photos dB |"
-    )
+    print(HEADER)
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for model_type, name in models:
         for size in args.sizes:
@@ -295,10 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 for line in _rows(r):
                     print(line, flush=True)
-                print(
-                    f"<!-- auto: {r['decision']['chosen']}; build {r['build']['seconds']} s; hand: {r.get('hand')} -->",
-                    flush=True,
-                )
+                chosen, seconds = r["decision"]["chosen"], r["build"]["seconds"]
+                print(f"<!-- auto: {chosen}; build {seconds} s; hand: {r.get('hand')} -->", flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -12,7 +12,8 @@ from model_manager.images import read_image
 
 CANDIDATE_FIELDS = {
     "name", "backend", "precision", "median_ms", "p90_ms", "psnr_db", "max_abs_error", "min_psnr_db",
-    "passed", "error", "speedup", "build_seconds", "size_bytes", "timed_calls",
+    "passed", "error", "speedup", "build_seconds", "size_bytes", "timed_calls", "rechecked_psnr_db",
+    "details",
 }  # fmt: skip
 
 

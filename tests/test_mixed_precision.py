@@ -187,12 +187,41 @@ def test_the_search_is_deterministic_on_a_real_model(tmp_path: Path) -> None:
 def test_keeping_every_unit_in_float_gives_back_the_fp32_model(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path)
     model = QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(int8_steps.INT8_QDQ_ALL).main)
-    evaluate = QdqEvaluator(
-        model, ["input"], ctx.get(CHECK_ITEMS), ctx.get(FP32_REFERENCE), (0.0, 1.0)
-    )
+    evaluate = QdqEvaluator(model, ["input"], ctx.get(CHECK_ITEMS), ctx.get(FP32_REFERENCE), (0.0, 1.0))
     assert evaluate(frozenset(model.unit_names())) > 100.0
     everything_float = model.with_float(model.unit_names())
     assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in everything_float.graph.node)
+
+
+def test_sampling_coordinates_start_in_float_and_their_convolutions_stay_int8(tmp_path: Path) -> None:
+    from model_manager.models import all_architectures
+
+    from .conftest import small_config
+
+    loaded = all_architectures()["IFNet"].create(small_config("IFNet"))
+    ctx = BuildContext(loaded.module, loaded.descriptor, BuildSettings(opt_size=(64, 64)), tmp_path)
+    model = QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(int8_steps.INT8_QDQ_ALL).main)
+    coordinates = model.coordinate_units()
+    ops = {n.name: n.op_type for n in model.qdq.graph.node}
+    assert coordinates and set(coordinates) <= set(model.unit_names())
+    assert not {ops[n] for n in coordinates} & {"Conv", "ConvTranspose", "MatMul", "Gemm", "GridSample"}
+    assert QdqModel(*_qdq_pair(tmp_path / "plain")).coordinate_units() == []  # no GridSample, no rule
+
+
+def _qdq_pair(tmp_path: Path) -> tuple[Path, Path]:
+    ctx = _ctx(tmp_path)
+    return ctx.get(QUANT_READY_ONNX).main, ctx.get(int8_steps.INT8_QDQ_ALL).main
+
+
+def test_calibration_and_checks_never_share_pixels() -> None:
+    from model_manager.optim.calibration import held_out_set, sample_calibration_set
+    from model_manager.samples import CALIBRATION_QUARTERS, HELD_OUT_QUARTERS
+
+    assert not set(CALIBRATION_QUARTERS) & set(HELD_OUT_QUARTERS)
+    assert len(set(CALIBRATION_QUARTERS) | set(HELD_OUT_QUARTERS)) == 4
+    calibration = sample_calibration_set(_descriptor(), (32, 32), 8)
+    held_out = held_out_set(_descriptor(), (32, 32), 8)
+    assert not any(np.array_equal(a[0], b[0]) for a in calibration for b in held_out)
 
 
 # -- one decision, each engine's names --------------------------------------------------------------

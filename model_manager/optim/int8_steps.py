@@ -135,7 +135,7 @@ def _search(ctx: BuildContext, folder: Path) -> Files:
 
     if ctx.settings.int8_max_trials <= 0:  # search off: everything INT8, as the user asked
         target = float("-inf")
-    start = model.coordinate_units()
+    start = model.coordinate_units() if ctx.settings.int8_max_trials > 0 else []
     if start:
         detail(f"{len(start)} layer(s) computing sampling coordinates start in float")
     result = search_float_layers(units, traced, target, search_config(ctx), start=start)

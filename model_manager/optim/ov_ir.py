@@ -2,10 +2,10 @@
 
 Named "what from what": ``ir_from_onnx`` converts the verified FP32 ONNX export to an IR (``.xml``
 + ``.bin``, FP32 weights); ``int8_ir_from_ir`` runs NNCF post-training quantization on the same
-real-photo calibration crops the ONNX Runtime path uses, keeping the layers an architecture's
-recipe names in float; ``compiled_blob`` compiles an IR once with ``CACHE_DIR`` set to the build
-folder, so the blob becomes one of the entry's checksummed files and a restarted process loads it
-instead of recompiling. The candidates that use them are ``candidates/ov.py``.
+real-photo calibration crops the ONNX Runtime path uses, keeping the layers of the build's
+float-layer decision in float (its ignored scope); ``compiled_blob`` compiles an IR once with
+``CACHE_DIR`` set to the build folder, so the blob becomes one of the entry's checksummed files
+and a restarted process loads it instead of recompiling. The candidates using them: ``candidates/ov.py``.
 """
 
 from __future__ import annotations
