@@ -130,9 +130,10 @@ def test_steps_report_k_of_n_on_the_progress_channel(tmp_path: Path) -> None:
 
 def test_the_step_count_of_an_auto_build_is_known_before_it_starts() -> None:
     cands = [get_candidate(n) for n in ("int8-static", "int8-static-qop", "onnx", "none")]
-    # fp32.reference, fp32.onnx, fp32.quant-ready, int8.ranges, int8.qdq.onnx, int8.qop.onnx,
-    # four checks and the timing (inputs, recipe and crops are quick and not counted)
-    assert count_steps(cands) == 6 + 4 + 1
+    # fp32.reference, fp32.onnx, fp32.quant-ready, int8.ranges, int8.qdq-all.onnx,
+    # int8.float-layers, int8.qdq.onnx, int8.qop.onnx, four checks and the timing (inputs, check
+    # items, recipe and crops are quick and not counted)
+    assert count_steps(cands) == 8 + 4 + 1
 
 
 # -- real builds through the manager -------------------------------------------------------------

@@ -215,7 +215,6 @@ INT8_QDQ_ONNX: Step[Files] = Step(
     "write the Q/DQ INT8 ONNX with the float layers",
     _qdq,
     needs=(QUANT_READY_ONNX, INT8_QDQ_ALL, INT8_FLOAT_LAYERS),
-    quiet=True,
 )
 
 

@@ -6,8 +6,8 @@ Moments are named by what the build is doing when the process dies:
 - ``lock-taken``: the key's lock is held, no temporary folder yet;
 - ``step:N``: the parent just received the N-th build step from its build process (1 the FP32
   reference, 2 export, 3 quant-ready copy, 4 calibration, 5 the everything-INT8 Q/DQ model, 6 the
-  float-layer search, 7 comparison with FP32, 8 eager's check, 9 timing); the build process dies
-  with its parent;
+  float-layer search, 7 the served Q/DQ model, 8 comparison with FP32, 9 eager's check, 10
+  timing); the build process dies with its parent;
 - ``manifest-partial``: half of the manifest is written into the temporary folder;
 - ``manifest-written``: the manifest is complete in the temporary folder, not yet renamed;
 - ``published``: the entry was renamed into place, the lock not yet released;

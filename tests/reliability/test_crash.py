@@ -39,16 +39,16 @@ from .crash_driver import GATES, MODEL
 ROOT = Path(__file__).resolve().parents[2]
 STRATEGY = "int8-static"
 # Steps the build process reports for int8-static (see the driver's docstring): 2 export,
-# 4 calibration, 5 writing the everything-INT8 Q/DQ model, 6 the float-layer search, 7 comparing
-# with FP32, 9 timing.
+# 4 calibration, 5 writing the everything-INT8 Q/DQ model, 6 the float-layer search, 8 comparing
+# with FP32, 10 timing.
 KILL_MOMENTS = [
     "lock-taken",
     "step:2",
     "step:4",
     "step:5",
     "step:6",
-    "step:7",
-    "step:9",
+    "step:8",
+    "step:10",
     "manifest-partial",
     "manifest-written",
     "published",
