@@ -91,6 +91,18 @@ def test_an_unreachable_target_reports_the_best_it_reached() -> None:
     assert result.psnr_db == pytest.approx(26.0)  # everything in float reached 26 dB: the best seen
 
 
+def test_units_that_start_in_float_stay_float_and_count_against_the_budget() -> None:
+    units = _units(40)
+    gains = {u.name: (5.0 if u.name == "/layer3/Conv" else 0.05) for u in units}
+    evaluate, calls = _additive(25.0, gains)
+    start = ["/layer0/Conv", "/layer1/Conv"]
+    result = search_float_layers(units, evaluate, 31.0, MixedPrecisionConfig(max_trials=20), start=start)
+    assert all(set(start) <= call for call in calls[1:]), "every trial after 'before' keeps them float"
+    assert calls[0] == frozenset() and result.psnr_all_int8_db == pytest.approx(25.0)
+    assert set(start) <= set(result.float_layers) and "/layer3/Conv" in result.float_layers
+    assert result.started_float == start and len(calls) == result.trials <= 20
+
+
 def test_search_settings_are_validated() -> None:
     with pytest.raises(InvalidInputError, match="max_trials"):
         MixedPrecisionConfig(max_trials=1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from ..errors import InvalidInputError
@@ -148,9 +148,9 @@ def search_float_layers(
     fixed = frozenset(start)
     if fixed:
         everything_int8 = float(evaluate(frozenset()))  # "before", as without a start
-        result = search_float_layers(
-            [u for u in units if u.name not in fixed], lambda f: evaluate(f | fixed), target_db, config
-        )
+        rest = [u for u in units if u.name not in fixed]
+        within = replace(config, max_trials=max(4, config.max_trials - 1))  # the trial above counts
+        result = search_float_layers(rest, lambda f: evaluate(f | fixed), target_db, within)
         result.psnr_all_int8_db, result.trials = round(everything_int8, 3), result.trials + 1
         result.seconds = round(time.perf_counter() - started, 2)
         return _with_start(result, units, fixed)
