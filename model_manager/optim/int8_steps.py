@@ -106,6 +106,17 @@ INT8_QDQ_ALL: Step[Files] = Step(
 )
 
 
+QDQ_MODEL: Step[QdqModel] = Step(
+    "int8.qdq-model",
+    "load the FP32 and everything-INT8 graphs for float-layer edits",
+    lambda ctx, _folder: QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_QDQ_ALL).main),
+    needs=(QUANT_READY_ONNX, INT8_QDQ_ALL),
+    identity=lambda _ctx: {},  # addressed by its needs, so the search after it stays reusable
+    quiet=True,
+)
+"""Loaded once per build: the search, the Q/DQ writer and the QOperator writer all edit it."""
+
+
 def search_config(ctx: BuildContext) -> MixedPrecisionConfig:
     return MixedPrecisionConfig(max_trials=max(4, ctx.settings.int8_max_trials))
 
@@ -113,7 +124,7 @@ def search_config(ctx: BuildContext) -> MixedPrecisionConfig:
 def _search(ctx: BuildContext, folder: Path) -> Files:
     """Find the float layers on held-out crops (ONNX Runtime, simulated Q/DQ); write the decision."""
     ready = ctx.get(QUANT_READY_ONNX).main
-    model = QdqModel(ready, ctx.get(INT8_QDQ_ALL).main)
+    model = ctx.get(QDQ_MODEL)
     items, reference = ctx.get(CHECK_ITEMS)[:SEARCH_ITEMS], ctx.get(FP32_REFERENCE)[:SEARCH_ITEMS]
     names = [s.name for s in ctx.descriptor.inputs]
     units = model.units(node_macs(ready, dict(zip(names, items[0]))))
@@ -158,7 +169,7 @@ INT8_FLOAT_LAYERS: Step[Files] = Step(
     "int8.float-layers",
     "find the layers INT8 must keep in float (sensitivity search)",
     _search,
-    needs=(QUANT_READY_ONNX, INT8_QDQ_ALL, CHECK_ITEMS, FP32_REFERENCE),
+    needs=(QUANT_READY_ONNX, QDQ_MODEL, CHECK_ITEMS, FP32_REFERENCE),
     identity=_search_identity,
     reusable=True,
 )
@@ -204,9 +215,7 @@ def note_float_layers(
 
 def _qdq(ctx: BuildContext, folder: Path) -> Files:
     floats = float_layers(ctx).float_layers
-    QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_QDQ_ALL).main).write(
-        floats, folder / "model.int8-qdq.onnx"
-    )
+    ctx.get(QDQ_MODEL).write(floats, folder / "model.int8-qdq.onnx")
     return _files(folder, ["model.int8-qdq.onnx"])
 
 
@@ -214,13 +223,13 @@ INT8_QDQ_ONNX: Step[Files] = Step(
     "int8.qdq.onnx",
     "write the Q/DQ INT8 ONNX with the float layers",
     _qdq,
-    needs=(QUANT_READY_ONNX, INT8_QDQ_ALL, INT8_FLOAT_LAYERS),
+    needs=(QDQ_MODEL, INT8_FLOAT_LAYERS),
 )
 
 
 def _qop(ctx: BuildContext, folder: Path) -> Files:
     recipe = ctx.get(INT8_RECIPE)
-    model = QdqModel(ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_QDQ_ALL).main)
+    model = ctx.get(QDQ_MODEL)
     floats = tuple(_literal(n) for n in model.node_names(float_layers(ctx).float_layers))
     recipe = replace(recipe, exclude_nodes=recipe.exclude_nodes + floats)
     qoperator_from_onnx(
@@ -238,7 +247,7 @@ INT8_QOP_ONNX: Step[Files] = Step(
     "int8.qop.onnx",
     "write the QOperator INT8 ONNX, float layers excluded",
     _qop,
-    needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE, INT8_QDQ_ALL, INT8_FLOAT_LAYERS),
+    needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE, QDQ_MODEL, INT8_FLOAT_LAYERS),
 )
 
 
