@@ -31,7 +31,14 @@ from ..cache.key import toolchain_versions
 from ..progress import detail
 from .calibration import ArrayCalibrationReader
 from .graph import BuildContext, Files, Step
-from .intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_REFERENCE, QUANT_READY_ONNX
+from .intermediates import (
+    CALIBRATION_CROPS,
+    CHECK_ITEMS,
+    FP32_REFERENCE,
+    QUANT_READY_ONNX,
+    files_in,
+    ort_identity,
+)
 from .mixed_precision import MixedPrecision, MixedPrecisionConfig, search_float_layers
 from .qdq_float import OUTPUT_PREFIX, QdqEvaluator, QdqModel, node_macs
 from .quantize_onnx import (
@@ -45,14 +52,6 @@ from .quantize_onnx import (
 FLOAT_LAYERS_FILE = "float_layers.json"
 SEARCH_ITEMS = 4
 """Held-out crops each search trial runs (the check's: one per photo); the worst one counts."""
-
-
-def _files(folder: Path, names: list[str]) -> Files:
-    return Files(folder, tuple(names))
-
-
-def _ort_identity(_ctx: BuildContext) -> Mapping[str, Any]:
-    return {"onnxruntime": toolchain_versions().get("onnxruntime")}
 
 
 def default_settings(device: str) -> StaticInt8Settings:
@@ -77,7 +76,7 @@ def _ranges(ctx: BuildContext, folder: Path) -> Files:
     detail(f"{recipe.method} ranges on {len(crops)} photo crops")
     reader = ArrayCalibrationReader(ctx.descriptor, crops)
     ranges_from_calibration(ctx.get(QUANT_READY_ONNX).main, reader, recipe, folder / "calibration.json")
-    return _files(folder, ["calibration.json"])
+    return files_in(folder, ["calibration.json"])
 
 
 INT8_RANGES: Step[Files] = Step(
@@ -85,7 +84,7 @@ INT8_RANGES: Step[Files] = Step(
     "calibrate activation ranges",
     _ranges,
     needs=(QUANT_READY_ONNX, INT8_RECIPE, CALIBRATION_CROPS),
-    identity=_ort_identity,
+    identity=ort_identity,
     reusable=True,
 )
 
@@ -93,7 +92,7 @@ INT8_RANGES: Step[Files] = Step(
 def _qdq_all(ctx: BuildContext, folder: Path) -> Files:
     ready, ranges, recipe = ctx.get(QUANT_READY_ONNX).main, ctx.get(INT8_RANGES).main, ctx.get(INT8_RECIPE)
     qdq_from_onnx(ready, folder / "model.int8-qdq-all.onnx", ranges, recipe)
-    return _files(folder, ["model.int8-qdq-all.onnx"])
+    return files_in(folder, ["model.int8-qdq-all.onnx"])
 
 
 INT8_QDQ_ALL: Step[Files] = Step(
@@ -101,7 +100,7 @@ INT8_QDQ_ALL: Step[Files] = Step(
     "write the everything-INT8 symmetric Q/DQ ONNX from the ranges",
     _qdq_all,
     needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE),
-    identity=_ort_identity,
+    identity=ort_identity,
     reusable=True,
 )
 
@@ -152,7 +151,7 @@ def _search(ctx: BuildContext, folder: Path) -> Files:
     result = search_float_layers(units, traced, target, search_config(ctx), start=start)
     detail(result.summary())
     (folder / FLOAT_LAYERS_FILE).write_text(json.dumps(result.to_dict(), indent=1))
-    return _files(folder, [FLOAT_LAYERS_FILE])
+    return files_in(folder, [FLOAT_LAYERS_FILE])
 
 
 def _search_identity(ctx: BuildContext) -> Mapping[str, Any]:
@@ -216,7 +215,7 @@ def note_float_layers(
 def _qdq(ctx: BuildContext, folder: Path) -> Files:
     floats = float_layers(ctx).float_layers
     ctx.get(QDQ_MODEL).write(floats, folder / "model.int8-qdq.onnx")
-    return _files(folder, ["model.int8-qdq.onnx"])
+    return files_in(folder, ["model.int8-qdq.onnx"])
 
 
 INT8_QDQ_ONNX: Step[Files] = Step(
@@ -235,7 +234,7 @@ def _qop(ctx: BuildContext, folder: Path) -> Files:
     qoperator_from_onnx(
         ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-qop.onnx", ctx.get(INT8_RANGES).main, recipe
     )
-    return _files(folder, ["model.int8-qop.onnx"])
+    return files_in(folder, ["model.int8-qop.onnx"])
 
 
 def _literal(name: str) -> str:
@@ -253,7 +252,7 @@ INT8_QOP_ONNX: Step[Files] = Step(
 
 def _dynamic(ctx: BuildContext, folder: Path) -> Files:
     dynamic_int8_from_onnx(ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-dynamic.onnx")
-    return _files(folder, ["model.int8-dynamic.onnx"])
+    return files_in(folder, ["model.int8-dynamic.onnx"])
 
 
 INT8_DYNAMIC_ONNX: Step[Files] = Step(
@@ -261,5 +260,5 @@ INT8_DYNAMIC_ONNX: Step[Files] = Step(
     "quantize weights to INT8 (dynamic)",
     _dynamic,
     needs=(QUANT_READY_ONNX,),
-    identity=_ort_identity,
+    identity=ort_identity,
 )

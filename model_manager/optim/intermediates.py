@@ -111,7 +111,8 @@ def activation_bytes_per_pixel(module: torch.nn.Module, descriptor: ModelDescrip
     return 2.0 * total / (size[0] * size[1])
 
 
-def _files(folder: Path, names: list[str]) -> Files:
+def files_in(folder: Path, names: list[str]) -> Files:
+    """A step's Files value: ``names`` written in ``folder``."""
     return Files(folder, tuple(names))
 
 
@@ -130,7 +131,8 @@ def _export_identity(ctx: BuildContext) -> Mapping[str, Any] | None:
     }
 
 
-def _ort_identity(_ctx: BuildContext) -> Mapping[str, Any]:
+def ort_identity(_ctx: BuildContext) -> Mapping[str, Any]:
+    """Identity of a step whose output depends on ONNX Runtime's version besides its needs."""
     return {"onnxruntime": toolchain_versions().get("onnxruntime")}
 
 
@@ -209,7 +211,7 @@ FP32_RECHECK_REFERENCE: Step[list[np.ndarray]] = Step(
 FP32_ONNX: Step[Files] = Step(
     "fp32.onnx",
     "export FP32 ONNX and verify it at another size",
-    lambda ctx, folder: _files(folder, onnx_from_torch(ctx.module, ctx.descriptor, folder, ctx.settings)),
+    lambda ctx, folder: files_in(folder, onnx_from_torch(ctx.module, ctx.descriptor, folder, ctx.settings)),
     identity=_export_identity,
     reusable=True,
 )
@@ -217,7 +219,7 @@ FP32_ONNX: Step[Files] = Step(
 
 def _quant_ready(ctx: BuildContext, folder: Path) -> Files:
     preprocess_for_quantization(ctx.get(FP32_ONNX).main, folder / "fp32.pre.onnx")
-    return _files(folder, ["fp32.pre.onnx"])
+    return files_in(folder, ["fp32.pre.onnx"])
 
 
 QUANT_READY_ONNX: Step[Files] = Step(
@@ -225,7 +227,7 @@ QUANT_READY_ONNX: Step[Files] = Step(
     "prepare the FP32 ONNX for quantization (quant_pre_process)",
     _quant_ready,
     needs=(FP32_ONNX,),
-    identity=_ort_identity,
+    identity=ort_identity,
     reusable=True,
 )
 
@@ -243,7 +245,7 @@ CALIBRATION_CROPS: Step[list[list[np.ndarray]]] = Step(
 def _fp16(ctx: BuildContext, folder: Path) -> Files:
     from .onnx_fp16 import fp16_onnx_from_onnx
 
-    return _files(folder, fp16_onnx_from_onnx(ctx.get(FP32_ONNX).main, folder / "model.fp16.onnx"))
+    return files_in(folder, fp16_onnx_from_onnx(ctx.get(FP32_ONNX).main, folder / "model.fp16.onnx"))
 
 
 FP16_ONNX: Step[Files] = Step(
