@@ -23,7 +23,13 @@ from model_manager.optim import int8_steps
 from model_manager.optim.graph import BuildContext
 from model_manager.optim.intermediates import CHECK_ITEMS, FP32_REFERENCE, QUANT_READY_ONNX
 from model_manager.optim.layer_names import fx_float_modules, module_for_node, nncf_patterns
-from model_manager.optim.mixed_precision import MixedPrecisionConfig, Unit, search_float_layers
+from model_manager.optim.mixed_precision import (
+    MixedPrecision,
+    MixedPrecisionConfig,
+    Unit,
+    extend_float_layers,
+    search_float_layers,
+)
 from model_manager.optim.qdq_float import QdqEvaluator, QdqModel
 from model_manager.optim.settings import BuildSettings
 
@@ -101,6 +107,55 @@ def test_units_that_start_in_float_stay_float_and_count_against_the_budget() -> 
     assert calls[0] == frozenset() and result.psnr_all_int8_db == pytest.approx(25.0)
     assert set(start) <= set(result.float_layers) and "/layer3/Conv" in result.float_layers
     assert result.started_float == start and len(calls) == result.trials <= 20
+
+
+def _decision(floats: list[str], ranking: list[str], target: float = 35.0) -> MixedPrecision:
+    return MixedPrecision(
+        float_layers=floats,
+        ranking=ranking,
+        int8_mac_share=1.0,
+        psnr_all_int8_db=30.0,
+        psnr_db=target,
+        target_db=target,
+        passed=True,
+        trials=1,
+        seconds=0.0,
+        units=len(ranking),
+        unit_macs={n: 100 for n in ranking},
+    )
+
+
+def test_an_engine_that_misses_with_the_decision_extends_it_along_the_ranking() -> None:
+    """Another engine needs ``c`` in float too: it adds the shortest ranking prefix that reaches it."""
+    decision = _decision(["a"], ["a", "b", "c", "d", "e", "f"])
+    calls: list[frozenset[str]] = []
+
+    def engine(floats: frozenset[str]) -> float:
+        calls.append(floats)
+        return 30.0 + 10.0 * ("c" in floats) + 0.1 * len(floats)
+
+    result = extend_float_layers("engine", decision, engine, max_trials=8)
+    assert calls[0] == frozenset({"a"}), "the first trial is the decision as it is"
+    assert all("a" in call for call in calls), "the decision's float layers are never given back"
+    assert result.added == ["b", "c"] and result.float_layers == ["a", "b", "c"]
+    assert result.passed and result.psnr_decision_db == pytest.approx(30.1)
+    assert result.int8_mac_share == pytest.approx(0.5) and result.trials == len(calls) <= 8
+
+
+def test_an_engine_that_passes_with_the_decision_spends_one_trial_and_skips_units_it_cannot_keep() -> None:
+    decision = _decision(["a"], ["a", "b", "fn", "c"])
+    held = extend_float_layers("engine", decision, lambda floats: 36.0)
+    assert held.added == [] and held.trials == 1 and held.passed
+
+    seen: list[frozenset[str]] = []
+    extended = extend_float_layers(
+        "engine",
+        decision,
+        lambda f: seen.append(f) or 30.0 + 10.0 * ("c" in f),
+        applies=lambda unit: unit != "fn",  # e.g. a functional op: no module to keep in float
+    )
+    assert not any("fn" in call for call in seen)
+    assert extended.added == ["b", "c"] and extended.passed
 
 
 def test_search_settings_are_validated() -> None:
@@ -234,6 +289,46 @@ def test_calibration_and_checks_never_share_pixels() -> None:
     calibration = sample_calibration_set(_descriptor(), (32, 32), 8)
     held_out = held_out_set(_descriptor(), (32, 32), 8)
     assert not any(np.array_equal(a[0], b[0]) for a in calibration for b in held_out)
+
+
+TARGET = 40.0
+"""Above what everything-INT8 reaches on the sensitive-layer net in every engine (35-36 dB)."""
+
+
+def _ctx_with_decision(tmp_path: Path, floats: list[str]) -> BuildContext:
+    """The sensitive-layer model's build with a float-layer decision given (not searched) aiming at
+    ``TARGET``."""
+    import json
+
+    from model_manager.optim.graph import Files
+
+    folder = tmp_path / "decision"
+    folder.mkdir(parents=True)
+    ranking = ["/head/Conv", "/spread/Conv", "/sensitive/Conv", "/out/Conv"]
+    (folder / "float_layers.json").write_text(json.dumps(_decision(floats, ranking, target=TARGET).to_dict()))
+    settings = BuildSettings(opt_size=(64, 64), num_threads=2)
+    provided = {int8_steps.INT8_FLOAT_LAYERS: Files(folder, ("float_layers.json",))}
+    return BuildContext(
+        OneSensitiveLayer().eval(), _descriptor(), settings, tmp_path / "steps", provided=provided
+    )
+
+
+def test_the_qoperator_writer_extends_a_decision_its_kernels_miss_with(tmp_path: Path) -> None:
+    """Given a decision that keeps nothing in float, QOperator INT8 fails, extends along the ranking
+    until ``/sensitive/Conv`` is excluded, and writes that model with its record."""
+    import onnx
+
+    from model_manager.optim.int8_steps import read_engine_float_layers
+
+    made = _ctx_with_decision(tmp_path, []).get(int8_steps.INT8_QOP_ONNX)
+    record = read_engine_float_layers(made.folder, "int8-static-qop")
+    assert record is not None and record.psnr_decision_db < TARGET <= record.psnr_db
+    assert "/sensitive/Conv" in record.added and record.float_layers == record.added
+    served = onnx.load(str(made.main))
+    ops = {n.name: n.op_type for n in served.graph.node}
+    assert ops["/sensitive/Conv"] == "Conv", "excluded: a float Conv in the QOperator model"
+    assert any(op == "QLinearConv" for op in ops.values()), "the rest stay INT8"
+    assert not list(made.folder.glob("trial-*")), "trial files are removed"
 
 
 # -- one decision, each engine's names --------------------------------------------------------------

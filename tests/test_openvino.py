@@ -219,3 +219,98 @@ def test_the_explicit_strategies_need_the_extra_and_a_cpu() -> None:
     hw = Hardware(cuda=True)
     with pytest.raises(StrategyUnavailableError, match="openvino"):
         plan(Optimization.OPENVINO, hw, {"onnx", "none"}, "cuda")
+
+
+# -- the float-layer decision in OpenVINO ------------------------------------------------------------
+class _ConvNormConv(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.InstanceNorm2d(8, affine=True)
+        self.out = torch.nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out(torch.relu(self.norm(self.head(x))))
+
+
+def test_an_instance_norm_kept_float_leaves_no_fake_quantize_on_the_ops_openvino_made_of_it(
+    tmp_path: Path,
+) -> None:
+    """OpenVINO turns InstanceNormalization into MVN -> Multiply -> Add and names only the Add after
+    the ONNX node; NNCF quantizes the MVN's input. The ignored scope must reach the MVN."""
+    import openvino as ov
+
+    from model_manager.optim.candidates.ov import OV_INT8_IR, _recipe
+    from model_manager.optim.graph import BuildContext
+    from model_manager.optim.intermediates import FP32_ONNX
+    from model_manager.optim.layer_names import onnx_node_outputs
+    from model_manager.optim.ov_ir import ov_ops_for
+    from model_manager.optim.settings import BuildSettings
+
+    from .test_mixed_precision import _descriptor
+
+    ctx = BuildContext(_ConvNormConv().eval(), _descriptor(), BuildSettings(opt_size=(64, 64)), tmp_path)
+    from model_manager.optim.candidates.ov import OV_IR
+
+    xml = ctx.get(OV_IR).main
+    internal = ov_ops_for(xml, onnx_node_outputs(ctx.get(FP32_ONNX).main, ["/norm/InstanceNormalization"]))
+    types = {op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
+    assert "MVN" in {types[n] for n in internal}
+    assert all(not n.startswith("/head") for n in internal), "the conv before it is another node"
+    assert any(
+        re.match(p, n) for p in _recipe(ctx, ["/norm/InstanceNormalization"]).ignored for n in internal
+    )
+
+    def fq_into_mvn(model: ov.Model) -> int:
+        return sum(
+            1
+            for op in model.get_ops()
+            if op.get_type_name() == "MVN"
+            and op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
+        )
+
+    from model_manager.optim.int8_steps import read_engine_float_layers
+
+    floats = tmp_path / "floats"
+    floats.mkdir()
+    from model_manager.optim.int8_steps import INT8_FLOAT_LAYERS
+
+    from .test_mixed_precision import _decision
+
+    ranking = ["/head/Conv", "/norm/InstanceNormalization", "/out/Conv"]
+    (floats / "float_layers.json").write_text(
+        json.dumps(_decision(["/norm/InstanceNormalization"], ranking).to_dict())
+    )
+    from model_manager.optim.graph import Files
+
+    ctx = BuildContext(
+        _ConvNormConv().eval(),
+        _descriptor(),
+        BuildSettings(opt_size=(64, 64)),
+        tmp_path / "kept",
+        provided={INT8_FLOAT_LAYERS: Files(floats, ("float_layers.json",))},
+    )
+    made = ctx.get(OV_INT8_IR)
+    assert fq_into_mvn(ov.Core().read_model(str(made.main))) == 0
+    record = read_engine_float_layers(made.folder, "openvino-int8")
+    assert record is not None and record.float_layers[0] == "/norm/InstanceNormalization"
+
+
+def test_openvino_int8_extends_a_decision_nncf_misses_with(tmp_path: Path) -> None:
+    """Given a decision that keeps nothing in float, NNCF's model of the sensitive-layer net fails
+    its target and the step extends the float set along the ranking until it passes."""
+    from model_manager.optim.candidates.ov import OV_INT8_IR
+    from model_manager.optim.int8_steps import read_engine_float_layers
+
+    from .test_mixed_precision import TARGET, _ctx_with_decision
+
+    made = _ctx_with_decision(tmp_path, []).get(OV_INT8_IR)
+    record = read_engine_float_layers(made.folder, "openvino-int8")
+    assert record is not None and record.psnr_decision_db < TARGET <= record.psnr_db
+    assert "/sensitive/Conv" in record.added and record.passed
+    assert {p.name for p in made.folder.iterdir()} == {
+        "model.ov-int8.xml",
+        "model.ov-int8.bin",
+        "float_layers.openvino-int8.json",
+    }, "trial files are removed"

@@ -28,13 +28,20 @@ from ..cache.storage import storage_cause, write_error
 from ..descriptor import ModelDescriptor
 from ..errors import EngineBuildError, ModelManagerError, QualityGateError
 from ..progress import BuildEvent, detail
-from ..runners import Runner, RunnerInfo
+from ..runners import Runner
 from .benchmark import benchmark_interleaved, machine_info
 from .candidates.base import Candidate, OpenRequest
 from .candidates.registry import get_candidate
 from .decision import CandidateResult, Decision, choose, fill_speedups
 from .graph import BuildContext, closure
-from .intermediates import CHECK_ITEMS, FP32_RECHECK_REFERENCE, FP32_REFERENCE, INPUTS, RECHECK_ITEMS
+from .intermediates import (
+    CHECK_ITEMS,
+    FP32_RECHECK_REFERENCE,
+    FP32_REFERENCE,
+    INPUTS,
+    RECHECK_ITEMS,
+    runner_info,
+)
 from .planner import Plan
 from .quality import QualityReport, compare
 from .settings import BuildSettings
@@ -122,9 +129,7 @@ def _build_and_check(
         files = cand.build(ctx, folder)
         result.build_seconds = round(time.perf_counter() - started, 3)
         ctx.begin(f"check {cand.name} against FP32 on held-out photo crops")
-        info = RunnerInfo(
-            ctx.descriptor.model_type, cand.name, cand.name, cand.backend, ctx.settings.device, ""
-        )
+        info = runner_info(ctx, cand.name, cand.backend)
         req = OpenRequest(
             folder, files, ctx.module, ctx.descriptor, info, ctx.settings.device, ctx.settings.num_threads
         )

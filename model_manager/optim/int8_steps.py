@@ -9,20 +9,25 @@ step                     value                                               con
 ``int8.float-layers``    the float-layer decision (``float_layers.json``)    every INT8 engine
 ``int8.qdq.onnx``        the Q/DQ model with the decision applied            int8-static,
                                                                              tensorrt-int8
-``int8.qop.onnx``        QOperator model, decision as ``nodes_to_exclude``   int8-static-qop
+``int8.qop.onnx``        QOperator model, decision (extended where its own   int8-static-qop
+                         INT8 misses) as ``nodes_to_exclude``
 ``int8.dynamic.onnx``    dynamic INT8 model                                  int8-dynamic
 =======================  ==================================================  ===================
 
 The decision (``mixed_precision.search_float_layers`` over ``qdq_float.QdqModel``) is made once
 per build on held-out photo crops and reused by later builds of the same weights; OpenVINO
 (NNCF's ignored scope) and PyTorch FX (no qconfig for those modules) read it with
-:func:`float_layers`.
+:func:`float_layers`. An engine whose own INT8 model misses the target with that set (another
+quantizer, other kernels) extends it along the decision's ranking (:func:`engine_float_layers`,
+``mixed_precision.extend_float_layers``) and records what it added with its files
+(``float_layers.<engine>.json``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,8 +44,15 @@ from .intermediates import (
     files_in,
     ort_identity,
 )
-from .mixed_precision import MixedPrecision, MixedPrecisionConfig, search_float_layers
-from .qdq_float import OUTPUT_PREFIX, QdqEvaluator, QdqModel, node_macs
+from .mixed_precision import (
+    EngineFloatLayers,
+    MixedPrecision,
+    MixedPrecisionConfig,
+    extend_float_layers,
+    search_float_layers,
+)
+from .qdq_float import OUTPUT_PREFIX, QdqEvaluator, QdqModel, node_macs, ort_worst_psnr
+from .quality import worst_psnr
 from .quantize_onnx import (
     StaticInt8Settings,
     dynamic_int8_from_onnx,
@@ -52,6 +64,8 @@ from .quantize_onnx import (
 FLOAT_LAYERS_FILE = "float_layers.json"
 SEARCH_ITEMS = 4
 """Held-out crops each search trial runs (the check's: one per photo); the worst one counts."""
+ENGINE_TRIALS = 8
+"""Trials an engine may spend extending the decision (each is one INT8 model of that engine)."""
 
 
 def default_settings(device: str) -> StaticInt8Settings:
@@ -116,6 +130,11 @@ QDQ_MODEL: Step[QdqModel] = Step(
 """Loaded once per build: the search, the Q/DQ writer and the QOperator writer all edit it."""
 
 
+def search_items(ctx: BuildContext) -> tuple[list[list[Any]], list[Any]]:
+    """The held-out crops a float set is scored on (search and engine extensions) and their FP32 outputs."""
+    return ctx.get(CHECK_ITEMS)[:SEARCH_ITEMS], ctx.get(FP32_REFERENCE)[:SEARCH_ITEMS]
+
+
 def search_config(ctx: BuildContext) -> MixedPrecisionConfig:
     return MixedPrecisionConfig(max_trials=max(4, ctx.settings.int8_max_trials))
 
@@ -124,7 +143,7 @@ def _search(ctx: BuildContext, folder: Path) -> Files:
     """Find the float layers on held-out crops (ONNX Runtime, simulated Q/DQ); write the decision."""
     ready = ctx.get(QUANT_READY_ONNX).main
     model = ctx.get(QDQ_MODEL)
-    items, reference = ctx.get(CHECK_ITEMS)[:SEARCH_ITEMS], ctx.get(FP32_REFERENCE)[:SEARCH_ITEMS]
+    items, reference = search_items(ctx)
     names = [s.name for s in ctx.descriptor.inputs]
     units = model.units(node_macs(ready, dict(zip(names, items[0]))))
     evaluate = QdqEvaluator(
@@ -179,10 +198,67 @@ def float_layers(ctx: BuildContext) -> MixedPrecision:
     return read_float_layers(ctx.get(INT8_FLOAT_LAYERS).main)
 
 
-def float_nodes(decision: MixedPrecision) -> list[str]:
-    """The decision's float layers that are graph nodes (an engine whose outputs are float anyway
-    has nothing to do for an ``output:NAME`` unit)."""
-    return [n for n in decision.float_layers if not n.startswith(OUTPUT_PREFIX)]
+def float_nodes(layers: MixedPrecision | Sequence[str]) -> list[str]:
+    """The float layers that are graph nodes (an engine whose outputs are float anyway has nothing
+    to do for an ``output:NAME`` unit)."""
+    names = layers.float_layers if isinstance(layers, MixedPrecision) else layers
+    return [n for n in names if not is_output_unit(n)]
+
+
+def is_output_unit(name: str) -> bool:
+    return name.startswith(OUTPUT_PREFIX)
+
+
+def engine_float_layers(
+    ctx: BuildContext,
+    engine: str,
+    evaluate: Callable[[frozenset[str]], float],
+    applies: Callable[[str], bool] | None = None,
+) -> EngineFloatLayers:
+    """The decision's float set, extended along its ranking until ``engine``'s own INT8 model
+    (``evaluate``: worst held-out crop's PSNR for a float set) reaches the decision's target."""
+
+    def traced(floats: frozenset[str]) -> float:
+        psnr = evaluate(floats)
+        detail(f"{engine}: {len(floats)} layer(s) in float: {psnr:.1f} dB")
+        return psnr
+
+    result = extend_float_layers(engine, float_layers(ctx), traced, ENGINE_TRIALS, applies)
+    detail(result.summary())
+    return result
+
+
+def score_outputs(ctx: BuildContext, run: Callable[..., Any]) -> float:
+    """The worst search item's PSNR for ``run`` (one call per item's inputs)."""
+    items, reference = search_items(ctx)
+    return worst_psnr(reference, [run(*item) for item in items], ctx.descriptor.output.value_range)
+
+
+def engine_file(engine: str) -> str:
+    return f"float_layers.{engine}.json"
+
+
+def write_engine_float_layers(folder: Path, result: EngineFloatLayers) -> str:
+    """Record an engine's float set with its files; returns the file name."""
+    name = engine_file(result.engine)
+    (folder / name).write_text(json.dumps(result.to_dict(), indent=1))
+    return name
+
+
+def read_engine_float_layers(folder: Path, engine: str) -> EngineFloatLayers | None:
+    path = folder / engine_file(engine)
+    return EngineFloatLayers.from_dict(json.loads(path.read_text())) if path.exists() else None
+
+
+def best_trial(trials: dict[frozenset[str], Path], chosen: Sequence[str], decision: Sequence[str]) -> Path:
+    """The trial file an extension ended on (trials are keyed by the units added to the decision)."""
+    return trials[frozenset(chosen) - frozenset(decision)]
+
+
+def keep_trial(files: Sequence[Path], folder: Path, names: Sequence[str]) -> None:
+    """Move the chosen trial's files to their final names in ``folder``."""
+    for src, name in zip(files, names):
+        shutil.move(str(src), str(folder / name))
 
 
 def read_float_layers(path: Path) -> MixedPrecision:
@@ -190,18 +266,25 @@ def read_float_layers(path: Path) -> MixedPrecision:
 
 
 def note_float_layers(
-    ctx: BuildContext, candidate: str, applied: list[str] | None = None, **extra: Any
+    ctx: BuildContext,
+    candidate: str,
+    applied: list[str] | None = None,
+    engine: EngineFloatLayers | None = None,
+    **extra: Any,
 ) -> None:
     """Record on ``candidate``'s result which layers it keeps in float and what the search found.
 
     ``applied``: the engine's own names for the float layers, where they differ from the ONNX
-    node names of the decision (NNCF patterns, FX module names).
+    node names of the decision (NNCF patterns, FX module names). ``engine``: the decision as this
+    engine extended it (its float layers replace the decision's in the record).
     """
     mp = float_layers(ctx)
+    if engine is not None:
+        extra["engine_extension"] = engine.to_dict()
     ctx.note(
         candidate,
-        float_layers=mp.float_layers,
-        int8_mac_share=mp.int8_mac_share,
+        float_layers=engine.float_layers if engine is not None else mp.float_layers,
+        int8_mac_share=engine.int8_mac_share if engine is not None else mp.int8_mac_share,
         psnr_all_int8_db=mp.psnr_all_int8_db,
         search_psnr_db=mp.psnr_db,
         search_trials=mp.trials,
@@ -226,15 +309,34 @@ INT8_QDQ_ONNX: Step[Files] = Step(
 )
 
 
+QOP_FILE = "model.int8-qop.onnx"
+
+
 def _qop(ctx: BuildContext, folder: Path) -> Files:
+    """The QOperator model with the decision's float layers excluded, extended until it passes."""
+    trials: dict[frozenset[str], Path] = {}
+    decision = float_layers(ctx).float_layers
+    names = [s.name for s in ctx.descriptor.inputs]
+
+    def evaluate(floats: frozenset[str]) -> float:
+        path = trials[floats - frozenset(decision)] = folder / f"trial-{len(trials)}.onnx"
+        _write_qop(ctx, floats, path)
+        items, reference = search_items(ctx)
+        value_range = ctx.descriptor.output.value_range
+        return ort_worst_psnr(path, names, items, reference, value_range, ctx.settings.num_threads)
+
+    result = engine_float_layers(ctx, "int8-static-qop", evaluate)
+    keep_trial([best_trial(trials, result.float_layers, decision)], folder, [QOP_FILE])
+    for path in trials.values():
+        path.unlink(missing_ok=True)
+    return files_in(folder, [QOP_FILE, write_engine_float_layers(folder, result)])
+
+
+def _write_qop(ctx: BuildContext, floats: frozenset[str], target: Path) -> None:
     recipe = ctx.get(INT8_RECIPE)
-    model = ctx.get(QDQ_MODEL)
-    floats = tuple(_literal(n) for n in model.node_names(float_layers(ctx).float_layers))
-    recipe = replace(recipe, exclude_nodes=recipe.exclude_nodes + floats)
-    qoperator_from_onnx(
-        ctx.get(QUANT_READY_ONNX).main, folder / "model.int8-qop.onnx", ctx.get(INT8_RANGES).main, recipe
-    )
-    return files_in(folder, ["model.int8-qop.onnx"])
+    excluded = tuple(_literal(n) for n in ctx.get(QDQ_MODEL).node_names(sorted(floats)))
+    recipe = replace(recipe, exclude_nodes=recipe.exclude_nodes + excluded)
+    qoperator_from_onnx(ctx.get(QUANT_READY_ONNX).main, target, ctx.get(INT8_RANGES).main, recipe)
 
 
 def _literal(name: str) -> str:
@@ -246,7 +348,15 @@ INT8_QOP_ONNX: Step[Files] = Step(
     "int8.qop.onnx",
     "write the QOperator INT8 ONNX, float layers excluded",
     _qop,
-    needs=(QUANT_READY_ONNX, INT8_RANGES, INT8_RECIPE, QDQ_MODEL, INT8_FLOAT_LAYERS),
+    needs=(
+        QUANT_READY_ONNX,
+        INT8_RANGES,
+        INT8_RECIPE,
+        QDQ_MODEL,
+        INT8_FLOAT_LAYERS,
+        CHECK_ITEMS,
+        FP32_REFERENCE,
+    ),
 )
 
 

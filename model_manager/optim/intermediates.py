@@ -184,6 +184,11 @@ RECHECK_ITEMS: Step[list[list[np.ndarray]]] = Step(
 )
 
 
+def runner_info(ctx: BuildContext, strategy: str, backend: str) -> RunnerInfo:
+    """What a runner the build opens for a check or a trial says it is (a load fills in the rest)."""
+    return RunnerInfo(ctx.descriptor.model_type, strategy, strategy, backend, ctx.settings.device, "")
+
+
 def fp32_outputs(ctx: BuildContext, items: list[list[np.ndarray]]) -> list[np.ndarray]:
     """Eager FP32 output of each item (batch 1 each: the reference every candidate is checked against)."""
     info = RunnerInfo(ctx.descriptor.model_type, "reference", "none", "torch", "cpu", "fp32")

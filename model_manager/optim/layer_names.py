@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch import nn
 
@@ -65,3 +66,12 @@ def fx_float_modules(root: nn.Module, node_names: Sequence[str]) -> tuple[list[s
 def nncf_patterns(node_names: Sequence[str]) -> list[str]:
     """NNCF ignored-scope regexes matching each node and the ops OpenVINO made of it."""
     return [f"^{re.escape(name)}(/.*)?$" for name in node_names]
+
+
+def onnx_node_outputs(onnx_path: Path, node_names: Sequence[str]) -> dict[str, list[str]]:
+    """Each named node's output tensor names in an ONNX file (what another engine's graph keeps)."""
+    import onnx
+
+    wanted = set(node_names)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return {n.name: list(n.output) for n in graph.node if n.name in wanted}

@@ -12,6 +12,10 @@ model, and the float set it finds drives every INT8 engine (``optim/int8_steps.p
    target is found by doubling, then bisection (a handful of trials whatever the model's size).
 3. **Give back.** Each float unit, most MACs first, is tried in INT8 again and stays there if the
    target still holds.
+4. **Per engine.** An engine whose own INT8 model misses the target with the decision's float set
+   (another quantizer, other kernels) extends it along the same ranking
+   (:func:`extend_float_layers`): the shortest extension that passes, found the same way, with
+   its own small budget. The decision is the start of every engine; none starts from nothing.
 
 Trials are counted and bounded (``max_trials``); the same model, data and settings give the same
 choice. The result records the float units, the share of MACs left in INT8, the PSNR before and
@@ -83,6 +87,15 @@ class MixedPrecision:
     """(float layers, PSNR) of every trial, in order."""
     started_float: list[str] = field(default_factory=list)
     """Units float from the start by rule (sampling coordinates), not by measurement."""
+    unit_macs: dict[str, int] = field(default_factory=dict)
+    """MACs of each unit with any (an engine's extended set reports its own INT8 share from them)."""
+
+    def mac_share(self, floats: Sequence[str]) -> float:
+        """The share of MACs in INT8 with ``floats`` kept in float."""
+        total = sum(self.unit_macs.values())
+        if not total:
+            return self.int8_mac_share
+        return round(1 - sum(self.unit_macs.get(n, 0) for n in set(floats)) / total, 4)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,7 +278,12 @@ def _with_start(result: MixedPrecision, units: Sequence[Unit], fixed: frozenset[
     result.ranking = [n for n in order if n in fixed] + result.ranking
     result.int8_mac_share = round(int8 / total, 4) if total else 1.0
     result.units, result.macs, result.started_float = len(units), total, sorted(fixed, key=order.index)
+    result.unit_macs = _unit_macs(units)
     return result
+
+
+def _unit_macs(units: Sequence[Unit]) -> dict[str, int]:
+    return {u.name: u.macs for u in units if u.macs}
 
 
 def _result(
@@ -294,5 +312,87 @@ def _result(
         seconds=round(time.perf_counter() - started, 2),
         units=len(units),
         macs=total,
+        history=list(trials.history),
+        unit_macs=_unit_macs(units),
+    )
+
+
+@dataclass
+class EngineFloatLayers:
+    """One engine's float set: the decision's, extended along its ranking until the engine passes."""
+
+    engine: str
+    float_layers: list[str]
+    added: list[str]
+    """Units beyond the decision's float layers, in ranking order (empty: the decision held)."""
+    psnr_decision_db: float
+    """The engine's PSNR with the decision's float set as it is."""
+    psnr_db: float
+    target_db: float
+    passed: bool
+    trials: int
+    seconds: float
+    int8_mac_share: float
+    """The share of MACs this engine keeps in INT8."""
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineFloatLayers:
+        data = dict(data)
+        data["history"] = [tuple(h) for h in data.get("history", [])]
+        return cls(**data)
+
+    def summary(self) -> str:
+        if not self.added:
+            return f"{self.engine}: the decision's float layers hold ({self.psnr_db:.1f} dB)"
+        return (
+            f"{self.engine}: {len(self.added)} more layer(s) in float, {self.psnr_decision_db:.1f} -> "
+            f"{self.psnr_db:.1f} dB ({self.trials} trials, {self.seconds:.1f} s)"
+        )
+
+
+def extend_float_layers(
+    engine: str,
+    decision: MixedPrecision,
+    evaluate: Evaluate,
+    max_trials: int = 8,
+    applies: Callable[[str], bool] | None = None,
+) -> EngineFloatLayers:
+    """The decision's float set plus the shortest prefix of the rest of its ranking with which
+    ``evaluate`` (one engine's INT8 model) reaches the decision's target.
+
+    ``applies``: whether a unit means anything to this engine (a functional op has no module to
+    keep in float in PyTorch FX); units that do not are skipped, not spent trials on. Out of
+    trials, or failing with every ranked unit float: the smallest passing set seen, else the best.
+    """
+    started = time.perf_counter()
+    base = frozenset(decision.float_layers)
+    rest = [n for n in decision.ranking if n not in base and (applies is None or applies(n))]
+    trials = _Trials(lambda extra: evaluate(base | extra), max(2, max_trials))
+    first = trials(frozenset())
+    chosen: frozenset[str] = frozenset()
+    if first < decision.target_db and rest:
+        try:
+            chosen = _shortest_prefix([frozenset([n]) for n in rest], trials, decision.target_db)
+        except _OutOfTrials:
+            chosen = _best_seen(trials, decision.target_db)
+    psnr = trials.seen[chosen]
+    order = {n: i for i, n in enumerate(decision.ranking)}
+    added = sorted(chosen, key=order.__getitem__)
+    floats = [*decision.float_layers, *added]
+    return EngineFloatLayers(
+        engine=engine,
+        float_layers=floats,
+        added=added,
+        psnr_decision_db=round(first, 3),
+        psnr_db=round(psnr, 3),
+        target_db=decision.target_db,
+        passed=psnr >= decision.target_db,
+        trials=len(trials.history),
+        seconds=round(time.perf_counter() - started, 2),
+        int8_mac_share=decision.mac_share(floats),
         history=list(trials.history),
     )

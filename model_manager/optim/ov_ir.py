@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,43 @@ def ir_from_onnx(onnx_path: Path, xml: Path) -> list[str]:
         model = ov.convert_model(str(onnx_path))
         ov.save_model(model, str(xml), compress_to_fp16=False)
     return [xml.name, xml.with_suffix(".bin").name]
+
+
+def ov_ops_for(xml: Path, onnx_outputs: Mapping[str, Sequence[str]]) -> list[str]:
+    """The OpenVINO ops that implement the ONNX nodes ``onnx_outputs`` names (node -> its output
+    tensors), for NNCF's ignored scope, besides those named after the node.
+
+    The frontend gives an ONNX node's tensor to the op that writes it, but that op and the ops it
+    decomposed the node into may carry made-up names: ``InstanceNormalization`` becomes ``MVN_20``
+    (or ``MVN_1004 -> Multiply -> Add``), and NNCF quantizes the MVN's input. Found: the ops that
+    write the node's tensors or carry its name, and, walking back from them, ops whose outputs have
+    no tensor name (internal to the node), stopping at constants, parameters and other nodes' tensors.
+    """
+    ov = import_openvino()
+    tensors = {t for outputs in onnx_outputs.values() for t in outputs}
+    found: list[str] = []
+    with ov_errors(f"read {xml.name}"):
+        ops = list(ov.Core().read_model(str(xml)).get_ops())
+    for op in ops:
+        name = op.get_friendly_name()
+        named = name in onnx_outputs or any(name.startswith(n + "/") for n in onnx_outputs)
+        if named or any(o.get_names() & tensors for o in op.outputs()):
+            if not named and name not in found:
+                found.append(name)
+            _internal_inputs(op, found)
+    return found
+
+
+def _internal_inputs(op: Any, found: list[str]) -> None:
+    stack = [op]
+    while stack:
+        for port in stack.pop().inputs():
+            src = port.get_source_output().get_node()
+            if src.get_type_name() in ("Constant", "Parameter") or any(o.get_names() for o in src.outputs()):
+                continue  # a weight, an input, or another node's tensor: outside this node
+            if src.get_friendly_name() not in found:
+                found.append(src.get_friendly_name())
+                stack.append(src)
 
 
 def int8_ir_from_ir(

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import EngineBuildError
 from ..runners.ort_session import session_options
 from .mixed_precision import Unit
-from .quality import psnr
+from .quality import worst_psnr
 
 _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 OUTPUT_PREFIX = "output:"
@@ -232,12 +232,28 @@ class QdqEvaluator:
         self.reference, self.value_range, self.num_threads = reference, value_range, num_threads
 
     def __call__(self, floats: frozenset[str]) -> float:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(
+        return ort_worst_psnr(
             self.model.with_float(floats).SerializeToString(),
-            session_options(self.num_threads),
-            providers=["CPUExecutionProvider"],
+            self.input_names,
+            self.items,
+            self.reference,
+            self.value_range,
+            self.num_threads,
         )
-        outputs = [session.run(None, dict(zip(self.input_names, item)))[0] for item in self.items]
-        return min(psnr(r, o, self.value_range) for r, o in zip(self.reference, outputs))
+
+
+def ort_worst_psnr(
+    model: bytes | Path,
+    input_names: Sequence[str],
+    items: Sequence[Sequence[np.ndarray]],
+    reference: Sequence[np.ndarray],
+    value_range: tuple[float, float],
+    num_threads: int | None = None,
+) -> float:
+    """The worst item's PSNR for an ONNX model opened as ONNX Runtime serves it on the CPU."""
+    import onnxruntime as ort
+
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, session_options(num_threads), providers=["CPUExecutionProvider"])
+    outputs = [session.run(None, dict(zip(input_names, item)))[0] for item in items]
+    return worst_psnr(reference, outputs, value_range)

@@ -8,6 +8,7 @@ photos (``samples.sample_batch``), never random noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +63,17 @@ def psnr(reference: Any, candidate: Any, value_range: tuple[float, float] = (0.0
     if mse == 0.0:
         return PSNR_CAP_DB
     return min(PSNR_CAP_DB, 10.0 * math.log10(1.0 / mse))
+
+
+def worst_psnr(
+    references: Sequence[Any], outputs: Sequence[Any], value_range: tuple[float, float] = (0.0, 1.0)
+) -> float:
+    """The lowest PSNR over paired items: a choice made on crops must hold on each, not on average."""
+    if len(references) != len(outputs) or not references:
+        raise InvalidInputError(
+            f"expected as many outputs as references (at least one), got {len(outputs)} and {len(references)}"
+        )
+    return min(psnr(r, o, value_range) for r, o in zip(references, outputs))
 
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """``int8-torch``: PyTorch FX graph-mode static INT8 from the build's calibration crops.
 
 The modules the build's float-layer decision names (``int8_steps.float_layers``, mapped from ONNX
-node names by ``layer_names.fx_float_modules``) get no qconfig and stay in float. The entry stores
+node names by ``layer_names.fx_float_modules``) get no qconfig and stay in float; where FX's own
+INT8 model misses the target with them, the set is extended along the decision's ranking
+(``int8_steps.engine_float_layers``; each trial calibrates and converts once). The entry stores
 the observed state (weights and observer ranges) as safetensors and those module names as JSON;
 opening re-traces the FP32 module with the same float modules and converts without calibrating
 again. The build's own check converts
@@ -10,7 +12,10 @@ the model it calibrated (tracing IFNet takes seconds; the result is the same gra
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +27,18 @@ from ...progress import detail
 from ...runners import Runner, TorchRunner
 from ...samples import sample_batch
 from ..graph import BuildContext, Step
-from ..int8_steps import INT8_FLOAT_LAYERS, float_layers, float_nodes, note_float_layers
-from ..intermediates import CALIBRATION_CROPS
+from ..int8_steps import (
+    INT8_FLOAT_LAYERS,
+    engine_float_layers,
+    float_nodes,
+    note_float_layers,
+    score_outputs,
+)
+from ..intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_REFERENCE, runner_info
 from ..layer_names import fx_float_modules
 from .base import Candidate, OpenRequest
 
+ENGINE = "int8-torch"
 FILE = "observed.int8-torch.safetensors"
 FLOAT_MODULES_FILE = "float-modules.int8-torch.json"
 
@@ -36,40 +48,61 @@ def _example(descriptor: ModelDescriptor) -> list[Any]:
     return [torch.from_numpy(x) for x in sample_batch(descriptor, descriptor.fit_size(64, 64))]
 
 
-def _float_modules(ctx: BuildContext) -> list[str]:
-    """The decision's float layers as module names (nodes of functional calls have none)."""
-    modules, unmapped = fx_float_modules(ctx.module, float_nodes(float_layers(ctx)))
-    note_float_layers(ctx, "int8-torch", applied=modules, not_applied=unmapped)
-    return modules
+@dataclass(frozen=True)
+class FxCalibrated:
+    """The calibrated (observed) FX model and the modules it keeps in float."""
+
+    prepared: nn.Module
+    modules: list[str]
 
 
-FX_FLOAT_MODULES: Step[list[str]] = Step(
-    "fx.float-modules",
-    "map the float layers to PyTorch modules",
-    lambda ctx, _folder: _float_modules(ctx),
-    needs=(INT8_FLOAT_LAYERS,),
-    quiet=True,
-)
+def _modules(ctx: BuildContext, floats: Iterable[str]) -> list[str]:
+    """The float units' leaf modules, sorted (one key per module set, whatever the units' order)."""
+    return sorted(set(fx_float_modules(ctx.module, float_nodes(list(floats)))[0]))
 
 
-def _calibrated(ctx: BuildContext, _folder: Path) -> nn.Module:
-    """The FP32 module traced with observers (FX) and calibrated on the build's crops."""
+def _calibrate(ctx: BuildContext, modules: list[str]) -> nn.Module:
+    """The FP32 module traced with observers (FX), ``modules`` left float, calibrated on the build's crops."""
     from ..quantize_torch import calibrate_observed, prepare_static
 
     crops = ctx.get(CALIBRATION_CROPS)
     example = _example(ctx.descriptor)
-    modules: list[str] = ctx.get(FX_FLOAT_MODULES)
     prepared = prepare_static(ctx.module, example, float_modules=modules)
-    detail(f"calibrate observers on {len(crops)} photo crops")
     calibrate_observed(prepared, [[torch.from_numpy(a) for a in item] for item in crops], len(example))
     return prepared
 
 
-FX_CALIBRATED: Step[nn.Module] = Step(
+def _calibrated(ctx: BuildContext, _folder: Path) -> FxCalibrated:
+    """Calibrate with the decision's float layers as modules, extended until FX's own INT8 passes."""
+    from ..quantize_torch import convert_calibrated
+
+    made: dict[tuple[str, ...], nn.Module] = {}
+    detail(f"calibrate observers on {len(ctx.get(CALIBRATION_CROPS))} photo crops per trial")
+
+    def evaluate(floats: frozenset[str]) -> float:
+        modules = _modules(ctx, sorted(floats))
+        if tuple(modules) not in made:
+            made[tuple(modules)] = _calibrate(ctx, modules)
+        quantized = convert_calibrated(copy.deepcopy(made[tuple(modules)]), ctx.module)  # converts in place
+        info = runner_info(ctx, ENGINE, "torch")
+        with TorchRunner(quantized, ctx.descriptor, info, device="cpu") as runner:
+            return score_outputs(ctx, runner)
+
+    def applies(unit: str) -> bool:  # functional ops (adds, grid arithmetic) have no module to keep float
+        return bool(_modules(ctx, [unit]))
+
+    extension = engine_float_layers(ctx, ENGINE, evaluate, applies)
+    modules = _modules(ctx, extension.float_layers)
+    unmapped = fx_float_modules(ctx.module, float_nodes(extension.float_layers))[1]
+    note_float_layers(ctx, ENGINE, applied=modules, not_applied=unmapped, engine=extension)
+    return FxCalibrated(made[tuple(modules)], modules)
+
+
+FX_CALIBRATED: Step[FxCalibrated] = Step(
     "fx.calibrated",
-    "trace with torch.fx and calibrate its observers",
+    "trace with torch.fx and calibrate its observers (float modules: the decision, extended if FX misses)",
     _calibrated,
-    needs=(CALIBRATION_CROPS, FX_FLOAT_MODULES),
+    needs=(CALIBRATION_CROPS, INT8_FLOAT_LAYERS, CHECK_ITEMS, FP32_REFERENCE),
 )
 
 
@@ -77,9 +110,10 @@ def _build(ctx: BuildContext, folder: Path) -> list[str]:
     """Store the calibrated model's observed state (weights and observer ranges) as safetensors."""
     from safetensors.torch import save_file
 
-    state = ctx.get(FX_CALIBRATED).state_dict()
+    calibrated = ctx.get(FX_CALIBRATED)
+    state = calibrated.prepared.state_dict()
     save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(folder / FILE))
-    (folder / FLOAT_MODULES_FILE).write_text(json.dumps(ctx.get(FX_FLOAT_MODULES)))
+    (folder / FLOAT_MODULES_FILE).write_text(json.dumps(calibrated.modules))
     return [FILE, FLOAT_MODULES_FILE]
 
 
@@ -87,7 +121,7 @@ def _open_built(ctx: BuildContext, req: OpenRequest) -> Runner:
     """For the build's check: convert the model it calibrated (a load traces it again from the file)."""
     from ..quantize_torch import convert_calibrated
 
-    quantized = convert_calibrated(ctx.get(FX_CALIBRATED), ctx.module)
+    quantized = convert_calibrated(ctx.get(FX_CALIBRATED).prepared, ctx.module)
     return TorchRunner(quantized, req.descriptor, req.info, device="cpu")
 
 
@@ -106,4 +140,4 @@ def _open(req: OpenRequest) -> Runner:
     return TorchRunner(quantized, req.descriptor, req.info, device="cpu")
 
 
-CANDIDATES = (Candidate("int8-torch", (FX_CALIBRATED,), _build, _open, steps=0, open_built=_open_built),)
+CANDIDATES = (Candidate(ENGINE, (FX_CALIBRATED,), _build, _open, steps=0, open_built=_open_built),)

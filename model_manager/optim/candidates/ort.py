@@ -12,7 +12,13 @@ from pathlib import Path
 
 from ...runners import OrtRunner, Runner
 from ..graph import BuildContext, Files, Step
-from ..int8_steps import INT8_DYNAMIC_ONNX, INT8_QDQ_ONNX, INT8_QOP_ONNX, note_float_layers
+from ..int8_steps import (
+    INT8_DYNAMIC_ONNX,
+    INT8_QDQ_ONNX,
+    INT8_QOP_ONNX,
+    note_float_layers,
+    read_engine_float_layers,
+)
 from ..intermediates import FP32_ONNX, ONNX_FILE
 from .base import Candidate, OpenRequest
 
@@ -28,9 +34,10 @@ STATIC = ("int8-static", "int8-static-qop")
 
 def _copy(name: str, step: Step[Files]) -> Callable[[BuildContext, Path], list[str]]:
     def build(ctx: BuildContext, folder: Path) -> list[str]:
-        files = ctx.get(step).copy_to(folder)
-        if name in STATIC:
-            note_float_layers(ctx, name)
+        made = ctx.get(step)
+        files = made.copy_to(folder)
+        if name in STATIC:  # the QOperator writer may have extended the decision for its kernels
+            note_float_layers(ctx, name, engine=read_engine_float_layers(made.folder, name))
         return files
 
     return build

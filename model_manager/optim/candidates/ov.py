@@ -10,7 +10,7 @@ Registered only where the ``openvino`` extra is installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,35 @@ from ...progress import detail
 from ...runners import OvRunner, Runner
 from ...runners.ov_session import PrecisionHint
 from ..graph import BuildContext, Files, Step
-from ..int8_steps import INT8_FLOAT_LAYERS, float_layers, float_nodes, note_float_layers
-from ..intermediates import CALIBRATION_CROPS, FP32_ONNX
-from ..layer_names import nncf_patterns
-from ..ov_ir import OV_INT8_RECIPES, OvInt8Recipe, compiled_blob, int8_ir_from_ir, ir_from_onnx
+from ..int8_steps import (
+    INT8_FLOAT_LAYERS,
+    best_trial,
+    engine_float_layers,
+    float_layers,
+    float_nodes,
+    is_output_unit,
+    keep_trial,
+    note_float_layers,
+    read_engine_float_layers,
+    score_outputs,
+    write_engine_float_layers,
+)
+from ..intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_ONNX, FP32_REFERENCE, runner_info
+from ..layer_names import nncf_patterns, onnx_node_outputs
+from ..ov_ir import (
+    OV_INT8_RECIPES,
+    OvInt8Recipe,
+    compiled_blob,
+    int8_ir_from_ir,
+    ir_from_onnx,
+    ov_ops_for,
+)
 from .base import Candidate, OpenRequest
 
+ENGINE = "openvino-int8"
 IR_XML = "model.ov.xml"
 INT8_XML = "model.ov-int8.xml"
+INT8_BIN = "model.ov-int8.bin"
 HINTS: dict[str, PrecisionHint] = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
 
 
@@ -36,10 +57,14 @@ def _calibration(ctx: BuildContext) -> OvInt8Recipe:
     return OV_INT8_RECIPES.get(ctx.descriptor.architecture, OvInt8Recipe())
 
 
-def _recipe(ctx: BuildContext) -> OvInt8Recipe:
-    """The calibration settings with the build's float-layer decision as NNCF's ignored scope."""
-    floats = float_nodes(float_layers(ctx))
-    return replace(_calibration(ctx), ignored=tuple(nncf_patterns(floats)))
+def _recipe(ctx: BuildContext, floats: Iterable[str]) -> OvInt8Recipe:
+    """The calibration settings with ``floats`` (ONNX node names) as NNCF's ignored scope: the ops
+    named after them and the anonymous ops the frontend decomposed them into."""
+    nodes = float_nodes(list(floats))
+    internal = (
+        ov_ops_for(ctx.get(OV_IR).main, onnx_node_outputs(ctx.get(FP32_ONNX).main, nodes)) if nodes else []
+    )
+    return replace(_calibration(ctx), ignored=tuple(nncf_patterns([*nodes, *internal])))
 
 
 def _versions(*names: str) -> Mapping[str, Any]:
@@ -58,17 +83,32 @@ OV_IR: Step[Files] = Step(
 
 
 def _int8_ir(ctx: BuildContext, folder: Path) -> Files:
-    crops, recipe = ctx.get(CALIBRATION_CROPS), _recipe(ctx)
-    detail(f"NNCF post-training INT8 on {len(crops)} photo crops, {len(recipe.ignored)} layer(s) in float")
-    note_float_layers(ctx, "openvino-int8", applied=list(recipe.ignored), preset=recipe.preset)
-    return Files(folder, tuple(int8_ir_from_ir(ctx.get(OV_IR).main, folder / INT8_XML, crops, recipe)))
+    """NNCF INT8 with the decision's float layers ignored, extended until OpenVINO's model passes."""
+    crops, decision = ctx.get(CALIBRATION_CROPS), float_layers(ctx).float_layers
+    detail(f"NNCF post-training INT8 on {len(crops)} photo crops")
+    trials: dict[frozenset[str], Path] = {}
+
+    def evaluate(floats: frozenset[str]) -> float:
+        xml = trials[floats - frozenset(decision)] = folder / f"trial-{len(trials)}.xml"
+        int8_ir_from_ir(ctx.get(OV_IR).main, xml, crops, _recipe(ctx, sorted(floats)))
+        info, threads = runner_info(ctx, ENGINE, "openvino"), ctx.settings.num_threads
+        with OvRunner(xml, ctx.descriptor, info, hint=HINTS[ENGINE], num_threads=threads) as runner:
+            return score_outputs(ctx, runner)
+
+    result = engine_float_layers(ctx, ENGINE, evaluate, applies=lambda n: not is_output_unit(n))
+    chosen = best_trial(trials, result.float_layers, decision)
+    keep_trial([chosen, chosen.with_suffix(".bin")], folder, [INT8_XML, INT8_BIN])
+    for xml in trials.values():
+        xml.unlink(missing_ok=True)
+        xml.with_suffix(".bin").unlink(missing_ok=True)
+    return Files(folder, (INT8_XML, INT8_BIN, write_engine_float_layers(folder, result)))
 
 
 OV_INT8_IR: Step[Files] = Step(
     "ov.int8-ir",
-    "quantize the IR to INT8 with NNCF",
+    "quantize the IR to INT8 with NNCF (float layers: the decision, extended if NNCF's model misses)",
     _int8_ir,
-    needs=(OV_IR, CALIBRATION_CROPS, INT8_FLOAT_LAYERS),
+    needs=(OV_IR, CALIBRATION_CROPS, INT8_FLOAT_LAYERS, CHECK_ITEMS, FP32_REFERENCE),
     identity=lambda ctx: {"calibration": _calibration(ctx), **_versions("openvino", "nncf")},
     reusable=True,
 )
@@ -76,7 +116,12 @@ OV_INT8_IR: Step[Files] = Step(
 
 def _builder(name: str, ir: Step[Files]) -> Callable[[BuildContext, Path], list[str]]:
     def build(ctx: BuildContext, folder: Path) -> list[str]:
-        files = ctx.get(ir).copy_to(folder)
+        made = ctx.get(ir)
+        files = made.copy_to(folder)
+        if name == ENGINE:
+            engine = read_engine_float_layers(made.folder, ENGINE)
+            recipe = _recipe(ctx, engine.float_layers if engine else float_layers(ctx).float_layers)
+            note_float_layers(ctx, name, applied=list(recipe.ignored), engine=engine, preset=recipe.preset)
         ctx.begin(f"compile for the CPU ({HINTS[name]} hint) into the entry's model cache", name)
         return [*files, *compiled_blob(folder, files[0], HINTS[name], ctx.settings.num_threads)]
 
