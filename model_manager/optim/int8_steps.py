@@ -65,7 +65,10 @@ FLOAT_LAYERS_FILE = "float_layers.json"
 SEARCH_ITEMS = 4
 """Held-out crops each search trial runs (the check's: one per photo); the worst one counts."""
 ENGINE_TRIALS = 8
-"""Trials an engine may spend extending the decision (each is one INT8 model of that engine)."""
+"""Trials an engine may spend extending the decision (each is one INT8 model of that engine:
+an NNCF run or an FX calibration takes seconds); a QOperator model is written and opened in
+well under a second, so it gets ``QOP_TRIALS``."""
+QOP_TRIALS = 16
 
 
 def default_settings(device: str) -> StaticInt8Settings:
@@ -214,6 +217,7 @@ def engine_float_layers(
     engine: str,
     evaluate: Callable[[frozenset[str]], float],
     applies: Callable[[str], bool] | None = None,
+    max_trials: int = ENGINE_TRIALS,
 ) -> EngineFloatLayers:
     """The decision's float set, extended along its ranking until ``engine``'s own INT8 model
     (``evaluate``: worst held-out crop's PSNR for a float set) reaches the decision's target."""
@@ -223,7 +227,7 @@ def engine_float_layers(
         detail(f"{engine}: {len(floats)} layer(s) in float: {psnr:.1f} dB")
         return psnr
 
-    result = extend_float_layers(engine, float_layers(ctx), traced, ENGINE_TRIALS, applies)
+    result = extend_float_layers(engine, float_layers(ctx), traced, max_trials, applies)
     detail(result.summary())
     return result
 
@@ -325,7 +329,7 @@ def _qop(ctx: BuildContext, folder: Path) -> Files:
         value_range = ctx.descriptor.output.value_range
         return ort_worst_psnr(path, names, items, reference, value_range, ctx.settings.num_threads)
 
-    result = engine_float_layers(ctx, "int8-static-qop", evaluate)
+    result = engine_float_layers(ctx, "int8-static-qop", evaluate, max_trials=QOP_TRIALS)
     keep_trial([best_trial(trials, result.float_layers, decision)], folder, [QOP_FILE])
     for path in trials.values():
         path.unlink(missing_ok=True)

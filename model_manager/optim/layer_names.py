@@ -37,11 +37,14 @@ def module_for_node(root: nn.Module, node_name: str) -> str | None:
 
 
 def _child(module: nn.Module, previous: str, part: str) -> tuple[list[str], nn.Module] | None:
-    """Resolve one scope component below ``module``: a child name, or a dotted path that repeats
-    the previous component (``conv0.0`` below ``conv0``, ``conv0.0.0`` below ``conv0.0``)."""
+    """Resolve one scope component below ``module``: a child name, a dotted path that repeats
+    the previous component (``conv0.0`` below ``conv0``, ``conv0.0.0`` below ``conv0.0``), or the
+    name of a module called more than once with the exporter's call number (``relu_2``)."""
     candidates = [part]
     if previous and part.startswith(previous + "."):
         candidates.insert(0, part[len(previous) + 1 :])
+    if (reused := re.fullmatch(r"(.+)_\d+", part)) is not None:  # a module called again: ``relu_2``
+        candidates.append(reused.group(1))
     for rel in candidates:
         try:
             return rel.split("."), module.get_submodule(rel)
@@ -50,12 +53,39 @@ def _child(module: nn.Module, previous: str, part: str) -> tuple[list[str], nn.M
     return None
 
 
+FX_OP_SEPARATOR = "::"
+FX_FUNCTIONAL_OPS = ("Add", "Sub", "Mul", "Resize", "Relu")
+"""ONNX op types of functional calls FX quantizes on its own (``x + y``, ``F.interpolate``): such a
+node is kept float by its module scope, call kind and index (``quantize_torch``)."""
+
+
+def fx_functional_op(root: nn.Module, node_name: str) -> str | None:
+    """``/res1/Add_1`` -> ``res1::Add::1``: the second ``Add`` called directly in module ``res1``
+    (ONNX numbers a scope's nodes of one type in call order); None when it is not one of
+    :data:`FX_FUNCTIONAL_OPS` or its scope is not a module."""
+    parts = node_name.strip("/").split("/")
+    match = re.fullmatch(r"([A-Za-z]+)(?:_(\d+))?", parts[-1])
+    if match is None or match.group(1) not in FX_FUNCTIONAL_OPS:
+        return None
+    path: list[str] = []
+    module, previous = root, ""
+    for part in parts[:-1]:
+        child = _child(module, previous, part)
+        if child is None:
+            return None
+        rel, module = child
+        path += rel
+        previous = part
+    return FX_OP_SEPARATOR.join([".".join(path), match.group(1), match.group(2) or "0"])
+
+
 def fx_float_modules(root: nn.Module, node_names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(leaf module names FX keeps in float, ONNX nodes with no module of their own)."""
+    """(what FX keeps in float: leaf module names and functional ops as ``scope::Op::index``,
+    ONNX nodes with neither)."""
     modules: list[str] = []
     unmapped: list[str] = []
     for name in node_names:
-        found = module_for_node(root, name)
+        found = module_for_node(root, name) or fx_functional_op(root, name)
         if found is None:
             unmapped.append(name)
         elif found not in modules:

@@ -362,7 +362,8 @@ def extend_float_layers(
     applies: Callable[[str], bool] | None = None,
 ) -> EngineFloatLayers:
     """The decision's float set plus the shortest prefix of the rest of its ranking with which
-    ``evaluate`` (one engine's INT8 model) reaches the decision's target.
+    ``evaluate`` (one engine's INT8 model) reaches the decision's target, then what of that prefix
+    goes back to INT8 with the target still held (most MACs first, while trials last).
 
     ``applies``: whether a unit means anything to this engine (a functional op has no module to
     keep in float in PyTorch FX); units that do not are skipped, not spent trials on. Out of
@@ -377,6 +378,8 @@ def extend_float_layers(
     if first < decision.target_db and rest:
         try:
             chosen = _shortest_prefix([frozenset([n]) for n in rest], trials, decision.target_db)
+            units = [Unit(n, "", decision.unit_macs.get(n, 0)) for n in rest]
+            chosen = _give_back(chosen, units, trials, decision.target_db)
         except _OutOfTrials:
             chosen = _best_seen(trials, decision.target_db)
     psnr = trials.seen[chosen]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import io
+import operator
 import platform
 import re
 import warnings
@@ -57,6 +58,7 @@ from torch import nn
 
 from ..errors import EngineBuildError, InvalidInputError, StrategyUnavailableError
 from .benchmark import benchmark
+from .layer_names import FX_OP_SEPARATOR
 from .quality import QualityReport, compare
 
 BACKENDS = ("x86", "fbgemm", "onednn", "qnnpack")
@@ -150,15 +152,31 @@ def _qconfig_mapping(
     backend: str, qat: bool, keep_float: Sequence[FloatOp] = (), float_modules: Sequence[str] = ()
 ) -> Any:
     """The backend's default (QAT) qconfig mapping; ``keep_float`` types / functions and the
-    ``float_modules`` (qualified names: the float-layer decision) stay unquantized."""
+    ``float_modules`` (the float-layer decision: qualified module names, and functional calls as
+    ``scope::Op::index``, ``layer_names.fx_functional_op``) stay unquantized."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping, get_default_qconfig_mapping
 
     mapping = get_default_qat_qconfig_mapping(backend) if qat else get_default_qconfig_mapping(backend)
     for kind in keep_float:
         mapping.set_object_type(kind, None)
     for name in float_modules:
-        mapping.set_module_name(name, None)
+        if FX_OP_SEPARATOR in name:
+            scope, op, index = name.split(FX_OP_SEPARATOR)
+            for function in _FUNCTIONS[op]:
+                mapping.set_module_name_object_type_order(scope, function, int(index), None)
+        else:
+            mapping.set_module_name(name, None)
     return mapping
+
+
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], ...]] = {
+    "Add": (operator.add, torch.add),
+    "Sub": (operator.sub, torch.sub),
+    "Mul": (operator.mul, torch.mul),
+    "Resize": (F.interpolate,),
+    "Relu": (F.relu, torch.relu),
+}
+"""The Python calls behind each of ``layer_names.FX_FUNCTIONAL_OPS``."""
 
 
 @contextmanager
