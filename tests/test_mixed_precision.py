@@ -414,3 +414,33 @@ async def test_explicit_int8_static_on_each_default_is_served(tmp_path: Path, mo
         runner = await manager.load_optimized_model(model_type, "default", "int8-static")
         assert runner.info.quality["psnr_db"] >= 35.0
         assert runner.info.decision["candidates"][0]["details"]["search_psnr_db"] >= 35.0
+
+
+def test_optimize_text_says_what_the_served_engine_added_to_the_decision() -> None:
+    from model_manager.cli.text import int8_text
+
+    details = {
+        "float_layers": ["/a/Conv", "/b/Conv"],
+        "quantized_layers": 9,
+        "int8_mac_share": 0.8,
+        "psnr_all_int8_db": 30.0,
+        "search_psnr_db": 35.5,
+        "search_trials": 10,
+        "search_seconds": 2.0,
+        "engine_extension": {
+            "engine": "int8-static-qop",
+            "added": ["/b/Conv"],
+            "psnr_decision_db": 33.0,
+            "psnr_db": 36.1,
+            "trials": 3,
+        },
+    }
+    decision = {"candidates": [{"name": "int8-static-qop", "details": details}]}
+    text = int8_text(decision, "int8-static-qop")
+    assert "2 of 9 layers in float (/a/Conv, /b/Conv), 80.0% of MACs in INT8" in text
+    assert (
+        "int8-static-qop kept 1 more layer(s) in float for its own kernels (33.0 -> 36.1 dB in 3 trials)"
+        in text
+    )
+    details["engine_extension"]["added"] = []
+    assert "more layer" not in int8_text(decision, "int8-static-qop")

@@ -101,6 +101,17 @@ def int8_text(decision: dict[str, Any], served: str) -> str:
         f"INT8: {len(floats)} of {d['quantized_layers']} layers in float{f' ({shown})' if floats else ''}, "
         f"{100 * d['int8_mac_share']:.1f}% of MACs in INT8; search {d['psnr_all_int8_db']:.1f} -> "
         f"{d['search_psnr_db']:.1f} dB in {d['search_trials']} trials ({d['search_seconds']:.1f} s)\n"
+        + _extension_text(d.get("engine_extension"))
+    )
+
+
+def _extension_text(ext: dict[str, Any] | None) -> str:
+    """What the served engine added to the decision for its own INT8 model (empty when nothing)."""
+    if not ext or not ext.get("added"):
+        return ""
+    return (
+        f"INT8: {ext['engine']} kept {len(ext['added'])} more layer(s) in float for its own kernels "
+        f"({ext['psnr_decision_db']:.1f} -> {ext['psnr_db']:.1f} dB in {ext['trials']} trials)\n"
     )
 
 
