@@ -235,25 +235,25 @@ def test_an_instance_norm_kept_float_leaves_no_fake_quantize_on_the_ops_openvino
     the ONNX node; NNCF quantizes the MVN's input. The ignored scope must reach the MVN."""
     import openvino as ov
 
-    from model_manager.optim.candidates.ov import OV_INT8_IR, _recipe
-    from model_manager.optim.graph import BuildContext
+    from model_manager.optim.candidates.ov import OV_INT8_IR, OV_IR, _recipe
+    from model_manager.optim.graph import BuildContext, Files
+    from model_manager.optim.int8_steps import INT8_FLOAT_LAYERS, read_engine_float_layers
     from model_manager.optim.intermediates import FP32_ONNX
     from model_manager.optim.layer_names import onnx_node_outputs
-    from model_manager.optim.ov_ir import ov_ops_for
+    from model_manager.optim.ov_ir import ov_ops_by_node
     from model_manager.optim.settings import BuildSettings
 
-    from .test_mixed_precision import _descriptor
+    from .test_mixed_precision import _decision, _descriptor
 
     ctx = BuildContext(_ConvNormConv().eval(), _descriptor(), BuildSettings(opt_size=(64, 64)), tmp_path)
-    from model_manager.optim.candidates.ov import OV_IR
-
     xml = ctx.get(OV_IR).main
-    internal = ov_ops_for(xml, onnx_node_outputs(ctx.get(FP32_ONNX).main, ["/norm/InstanceNormalization"]))
+    ops = ov_ops_by_node(xml, onnx_node_outputs(ctx.get(FP32_ONNX).main, ["/norm/InstanceNormalization"]))
+    internal = ops["/norm/InstanceNormalization"]
     types = {op.get_friendly_name(): op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
     assert "MVN" in {types[n] for n in internal}
     assert all(not n.startswith("/head") for n in internal), "the conv before it is another node"
     assert any(
-        re.match(p, n) for p in _recipe(ctx, ["/norm/InstanceNormalization"]).ignored for n in internal
+        re.match(p, n) for p in _recipe(ctx, ["/norm/InstanceNormalization"], ops).ignored for n in internal
     )
 
     def fq_into_mvn(model: ov.Model) -> int:
@@ -264,20 +264,12 @@ def test_an_instance_norm_kept_float_leaves_no_fake_quantize_on_the_ops_openvino
             and op.input(0).get_source_output().get_node().get_type_name() == "FakeQuantize"
         )
 
-    from model_manager.optim.int8_steps import read_engine_float_layers
-
     floats = tmp_path / "floats"
     floats.mkdir()
-    from model_manager.optim.int8_steps import INT8_FLOAT_LAYERS
-
-    from .test_mixed_precision import _decision
-
     ranking = ["/head/Conv", "/norm/InstanceNormalization", "/out/Conv"]
     (floats / "float_layers.json").write_text(
         json.dumps(_decision(["/norm/InstanceNormalization"], ranking).to_dict())
     )
-    from model_manager.optim.graph import Files
-
     ctx = BuildContext(
         _ConvNormConv().eval(),
         _descriptor(),

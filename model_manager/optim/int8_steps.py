@@ -285,6 +285,8 @@ def note_float_layers(
     mp = float_layers(ctx)
     if engine is not None:
         extra["engine_extension"] = engine.to_dict()
+        if applied is None and engine.applied:
+            applied = engine.applied
     ctx.note(
         candidate,
         float_layers=engine.float_layers if engine is not None else mp.float_layers,

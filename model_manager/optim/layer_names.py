@@ -21,7 +21,14 @@ def module_for_node(root: nn.Module, node_name: str) -> str | None:
 
     None for nodes of functional calls (``/Add``, ``/res1/Add``: no leaf module of their own).
     """
-    parts = node_name.strip("/").split("/")[:-1]  # the last part is the op (``Conv``, ``Conv_1``)
+    scope = _scope(root, node_name.strip("/").split("/")[:-1])  # the last part is the op (``Conv_1``)
+    if scope is None or not scope[0] or any(True for _ in scope[1].children()):
+        return None
+    return scope[0]
+
+
+def _scope(root: nn.Module, parts: Sequence[str]) -> tuple[str, nn.Module] | None:
+    """The module an ONNX scope (``res1``, ``conv0``, ``conv0.0``) names, with its qualified name."""
     path: list[str] = []
     module, previous = root, ""
     for part in parts:
@@ -31,9 +38,7 @@ def module_for_node(root: nn.Module, node_name: str) -> str | None:
         rel, module = child
         path += rel
         previous = part
-    if not path or any(True for _ in module.children()):
-        return None
-    return ".".join(path)
+    return ".".join(path), module
 
 
 def _child(module: nn.Module, previous: str, part: str) -> tuple[list[str], nn.Module] | None:
@@ -67,16 +72,10 @@ def fx_functional_op(root: nn.Module, node_name: str) -> str | None:
     match = re.fullmatch(r"([A-Za-z]+)(?:_(\d+))?", parts[-1])
     if match is None or match.group(1) not in FX_FUNCTIONAL_OPS:
         return None
-    path: list[str] = []
-    module, previous = root, ""
-    for part in parts[:-1]:
-        child = _child(module, previous, part)
-        if child is None:
-            return None
-        rel, module = child
-        path += rel
-        previous = part
-    return FX_OP_SEPARATOR.join([".".join(path), match.group(1), match.group(2) or "0"])
+    scope = _scope(root, parts[:-1])
+    if scope is None:
+        return None
+    return FX_OP_SEPARATOR.join([scope[0], match.group(1), match.group(2) or "0"])
 
 
 def fx_float_modules(root: nn.Module, node_names: Sequence[str]) -> tuple[list[str], list[str]]:

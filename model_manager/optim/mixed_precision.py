@@ -102,9 +102,7 @@ class MixedPrecision:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MixedPrecision:
-        data = dict(data)
-        data["history"] = [tuple(h) for h in data.get("history", [])]
-        return cls(**data)
+        return cls(**_with_history(data))
 
     def summary(self) -> str:
         """One line: float layers, INT8 share of MACs, PSNR before -> after."""
@@ -114,6 +112,11 @@ class MixedPrecision:
             f"{self.psnr_all_int8_db:.1f} -> {self.psnr_db:.1f} dB "
             f"({self.trials} trials, {self.seconds:.1f} s)"
         )
+
+
+def _with_history(data: dict[str, Any]) -> dict[str, Any]:
+    """A result read back from JSON, its trial history as (float layers, PSNR) tuples again."""
+    return {**data, "history": [tuple(h) for h in data.get("history", [])]}
 
 
 class _Trials:
@@ -335,15 +338,15 @@ class EngineFloatLayers:
     int8_mac_share: float
     """The share of MACs this engine keeps in INT8."""
     history: list[tuple[int, float]] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    """The engine's own names for its float layers, where they differ (NNCF ignored-scope patterns)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineFloatLayers:
-        data = dict(data)
-        data["history"] = [tuple(h) for h in data.get("history", [])]
-        return cls(**data)
+        return cls(**_with_history(data))
 
     def summary(self) -> str:
         if not self.added:

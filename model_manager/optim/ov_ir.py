@@ -49,9 +49,9 @@ def ir_from_onnx(onnx_path: Path, xml: Path) -> list[str]:
     return [xml.name, xml.with_suffix(".bin").name]
 
 
-def ov_ops_for(xml: Path, onnx_outputs: Mapping[str, Sequence[str]]) -> list[str]:
-    """The OpenVINO ops that implement the ONNX nodes ``onnx_outputs`` names (node -> its output
-    tensors), for NNCF's ignored scope, besides those named after the node.
+def ov_ops_by_node(xml: Path, onnx_outputs: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """For each ONNX node of ``onnx_outputs`` (node -> its output tensors), the OpenVINO ops that
+    implement it besides those named after it, for NNCF's ignored scope. Reads the IR once.
 
     The frontend gives an ONNX node's tensor to the op that writes it, but that op and the ops it
     decomposed the node into may carry made-up names: ``InstanceNormalization`` becomes ``MVN_20``
@@ -60,17 +60,19 @@ def ov_ops_for(xml: Path, onnx_outputs: Mapping[str, Sequence[str]]) -> list[str
     no tensor name (internal to the node), stopping at constants, parameters and other nodes' tensors.
     """
     ov = import_openvino()
-    tensors = {t for outputs in onnx_outputs.values() for t in outputs}
-    found: list[str] = []
+    owner = {t: node for node, outputs in onnx_outputs.items() for t in outputs}
+    found: dict[str, list[str]] = {node: [] for node in onnx_outputs}
     with ov_errors(f"read {xml.name}"):
         ops = list(ov.Core().read_model(str(xml)).get_ops())
     for op in ops:
         name = op.get_friendly_name()
-        named = name in onnx_outputs or any(name.startswith(n + "/") for n in onnx_outputs)
-        if named or any(o.get_names() & tensors for o in op.outputs()):
-            if not named and name not in found:
-                found.append(name)
-            _internal_inputs(op, found)
+        named = next((n for n in onnx_outputs if name == n or name.startswith(n + "/")), None)
+        node = named or next((owner[t] for o in op.outputs() for t in o.get_names() if t in owner), None)
+        if node is None:
+            continue
+        if named is None and name not in found[node]:
+            found[node].append(name)
+        _internal_inputs(op, found[node])
     return found
 
 

@@ -41,7 +41,7 @@ from ..ov_ir import (
     compiled_blob,
     int8_ir_from_ir,
     ir_from_onnx,
-    ov_ops_for,
+    ov_ops_by_node,
 )
 from .base import Candidate, OpenRequest
 
@@ -57,14 +57,18 @@ def _calibration(ctx: BuildContext) -> OvInt8Recipe:
     return OV_INT8_RECIPES.get(ctx.descriptor.architecture, OvInt8Recipe())
 
 
-def _recipe(ctx: BuildContext, floats: Iterable[str]) -> OvInt8Recipe:
+def _recipe(ctx: BuildContext, floats: Iterable[str], ops: Mapping[str, list[str]]) -> OvInt8Recipe:
     """The calibration settings with ``floats`` (ONNX node names) as NNCF's ignored scope: the ops
-    named after them and the anonymous ops the frontend decomposed them into."""
+    named after them and the anonymous ops the frontend decomposed them into (``ops``, by node)."""
     nodes = float_nodes(list(floats))
-    internal = (
-        ov_ops_for(ctx.get(OV_IR).main, onnx_node_outputs(ctx.get(FP32_ONNX).main, nodes)) if nodes else []
-    )
+    internal = [op for node in nodes for op in ops.get(node, [])]
     return replace(_calibration(ctx), ignored=tuple(nncf_patterns([*nodes, *internal])))
+
+
+def _ops_by_node(ctx: BuildContext) -> dict[str, list[str]]:
+    """The OpenVINO ops behind every node the decision or its extension may keep float (one IR read)."""
+    nodes = float_nodes(float_layers(ctx).ranking)
+    return ov_ops_by_node(ctx.get(OV_IR).main, onnx_node_outputs(ctx.get(FP32_ONNX).main, nodes))
 
 
 def _versions(*names: str) -> Mapping[str, Any]:
@@ -87,15 +91,17 @@ def _int8_ir(ctx: BuildContext, folder: Path) -> Files:
     crops, decision = ctx.get(CALIBRATION_CROPS), float_layers(ctx).float_layers
     detail(f"NNCF post-training INT8 on {len(crops)} photo crops")
     trials: dict[frozenset[str], Path] = {}
+    ops = _ops_by_node(ctx)
 
     def evaluate(floats: frozenset[str]) -> float:
         xml = trials[floats - frozenset(decision)] = folder / f"trial-{len(trials)}.xml"
-        int8_ir_from_ir(ctx.get(OV_IR).main, xml, crops, _recipe(ctx, sorted(floats)))
+        int8_ir_from_ir(ctx.get(OV_IR).main, xml, crops, _recipe(ctx, sorted(floats), ops))
         info, threads = runner_info(ctx, ENGINE, "openvino"), ctx.settings.num_threads
         with OvRunner(xml, ctx.descriptor, info, hint=HINTS[ENGINE], num_threads=threads) as runner:
             return score_outputs(ctx, runner)
 
     result = engine_float_layers(ctx, ENGINE, evaluate, applies=lambda n: not is_output_unit(n))
+    result.applied = list(_recipe(ctx, result.float_layers, ops).ignored)
     chosen = best_trial(trials, result.float_layers, decision)
     keep_trial([chosen, chosen.with_suffix(".bin")], folder, [INT8_XML, INT8_BIN])
     for xml in trials.values():
@@ -120,8 +126,7 @@ def _builder(name: str, ir: Step[Files]) -> Callable[[BuildContext, Path], list[
         files = made.copy_to(folder)
         if name == ENGINE:
             engine = read_engine_float_layers(made.folder, ENGINE)
-            recipe = _recipe(ctx, engine.float_layers if engine else float_layers(ctx).float_layers)
-            note_float_layers(ctx, name, applied=list(recipe.ignored), engine=engine, preset=recipe.preset)
+            note_float_layers(ctx, name, engine=engine, preset=_calibration(ctx).preset)
         ctx.begin(f"compile for the CPU ({HINTS[name]} hint) into the entry's model cache", name)
         return [*files, *compiled_blob(folder, files[0], HINTS[name], ctx.settings.num_threads)]
 
