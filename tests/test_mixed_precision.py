@@ -292,6 +292,24 @@ def test_calibration_and_checks_never_share_pixels() -> None:
     assert not any(np.array_equal(a[0], b[0]) for a in calibration for b in held_out)
 
 
+
+def test_crops_larger_than_a_quarter_keep_its_own_pixels_mirrored_not_upscaled() -> None:
+    """A 256x256 window of a 225x150 quarter (chelsea) holds the quarter's pixels unresampled."""
+    from PIL import Image
+
+    from model_manager.samples import _photo_crop, _quarter, load_sample
+
+    quarter = np.asarray(_quarter(Image.fromarray(load_sample("chelsea")), "top-left"))
+    assert quarter.shape[0] < 256 and quarter.shape[1] < 256
+    crop = _photo_crop("chelsea", 256, 256, (0, 0), "top-left")
+    assert crop.shape == (256, 256, 3)
+    width = crop.shape[1]
+    for row in crop[::50]:  # each row: a stretch of one quarter row mirrored at its ends
+        mirrored = [np.concatenate([q[::-1], q, q[::-1]]) for q in quarter]
+        assert any(
+            np.array_equal(row, m[i : i + width]) for m in mirrored for i in range(len(m) - width + 1)
+        ), "a crop row is not a run of the quarter's own pixels"
+
 TARGET = 40.0
 """Above what everything-INT8 reaches on the sensitive-layer net in every engine (35-36 dB)."""
 

@@ -41,7 +41,7 @@ import torch
 from ..cache.key import toolchain_versions
 from ..descriptor import ModelDescriptor
 from ..runners import RunnerInfo, TorchRunner
-from ..samples import HELD_OUT_QUARTERS, SAMPLE_NAMES, sample_batch
+from ..samples import CROP_METHOD, HELD_OUT_QUARTERS, SAMPLE_NAMES, sample_batch
 from .calibration import held_out_set, sample_calibration_set
 from .graph import BuildContext, Files, Step
 from .onnx_export import ONNXExportConfig, ONNXExporter
@@ -141,6 +141,7 @@ def _calibration_identity(ctx: BuildContext) -> Mapping[str, Any]:
         "size": list(calibration_size(ctx.descriptor, ctx.settings, ctx.module)),
         "count": CALIBRATION_SAMPLES,
         "photos": list(SAMPLE_NAMES),
+        "crops": CROP_METHOD,
     }
 
 
@@ -160,26 +161,32 @@ def _held_out(start: int) -> Callable[[BuildContext, Path], list[list[np.ndarray
     return make
 
 
-def _items_identity(ctx: BuildContext) -> Mapping[str, Any]:
-    return {
-        "size": list(ctx.descriptor.fit_size(*ctx.settings.opt_size)),
-        "count": CHECK_ITEMS_COUNT,
-        "photos": list(SAMPLE_NAMES),
-        "quarters": list(HELD_OUT_QUARTERS),
-    }
+def _items_identity(start: int) -> Callable[[BuildContext], Mapping[str, Any]]:
+    def identity(ctx: BuildContext) -> Mapping[str, Any]:
+        return {
+            "size": list(ctx.descriptor.fit_size(*ctx.settings.opt_size)),
+            "start": start,
+            "count": CHECK_ITEMS_COUNT,
+            "photos": list(SAMPLE_NAMES),
+            "quarters": list(HELD_OUT_QUARTERS),
+            "crops": CROP_METHOD,
+        }
+
+    return identity
 
 
 CHECK_ITEMS: Step[list[list[np.ndarray]]] = Step(
     "check.items",
     "held-out photo crops at the opt size",
     _held_out(0),
-    identity=_items_identity,
+    identity=_items_identity(0),
     quiet=True,
 )
 RECHECK_ITEMS: Step[list[list[np.ndarray]]] = Step(
     "recheck.items",
     "more held-out photo crops (for results near their gate)",
     _held_out(CHECK_ITEMS_COUNT),
+    identity=_items_identity(CHECK_ITEMS_COUNT),
     quiet=True,
 )
 
@@ -196,20 +203,24 @@ def fp32_outputs(ctx: BuildContext, items: list[list[np.ndarray]]) -> list[np.nd
         return [runner(*item) for item in items]
 
 
+def _weights_identity(ctx: BuildContext) -> Mapping[str, Any] | None:
+    """The weights' hash: what an FP32 reference depends on besides its inputs (None: unknown)."""
+    return None if ctx.settings.weights_sha256 is None else {"weights": ctx.settings.weights_sha256}
+
+
 FP32_REFERENCE: Step[list[np.ndarray]] = Step(
     "fp32.reference",
     "eager FP32 output on held-out photo crops (the reference)",
     lambda ctx, _folder: fp32_outputs(ctx, ctx.get(CHECK_ITEMS)),
     needs=(CHECK_ITEMS,),
-    identity=lambda ctx: (
-        None if ctx.settings.weights_sha256 is None else {"weights": ctx.settings.weights_sha256}
-    ),
+    identity=_weights_identity,
 )
 FP32_RECHECK_REFERENCE: Step[list[np.ndarray]] = Step(
     "fp32.recheck-reference",
     "eager FP32 output on more held-out crops",
     lambda ctx, _folder: fp32_outputs(ctx, ctx.get(RECHECK_ITEMS)),
     needs=(RECHECK_ITEMS,),
+    identity=_weights_identity,
     quiet=True,
 )
 

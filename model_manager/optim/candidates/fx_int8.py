@@ -29,12 +29,13 @@ from ...samples import sample_batch
 from ..graph import BuildContext, Step
 from ..int8_steps import (
     INT8_FLOAT_LAYERS,
+    SEARCH_NEEDS,
     engine_float_layers,
     float_nodes,
     note_float_layers,
     score_outputs,
 )
-from ..intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_REFERENCE, runner_info
+from ..intermediates import CALIBRATION_CROPS, runner_info
 from ..layer_names import fx_float_modules
 from .base import Candidate, OpenRequest
 
@@ -102,7 +103,7 @@ FX_CALIBRATED: Step[FxCalibrated] = Step(
     "fx.calibrated",
     "trace with torch.fx and calibrate its observers (float modules: the decision, extended if FX misses)",
     _calibrated,
-    needs=(CALIBRATION_CROPS, INT8_FLOAT_LAYERS, CHECK_ITEMS, FP32_REFERENCE),
+    needs=(CALIBRATION_CROPS, INT8_FLOAT_LAYERS, *SEARCH_NEEDS),
 )
 
 

@@ -22,6 +22,7 @@ from ...runners.ov_session import PrecisionHint
 from ..graph import BuildContext, Files, Step
 from ..int8_steps import (
     INT8_FLOAT_LAYERS,
+    SEARCH_NEEDS,
     best_trial,
     engine_float_layers,
     float_layers,
@@ -33,7 +34,7 @@ from ..int8_steps import (
     score_outputs,
     write_engine_float_layers,
 )
-from ..intermediates import CALIBRATION_CROPS, CHECK_ITEMS, FP32_ONNX, FP32_REFERENCE, runner_info
+from ..intermediates import CALIBRATION_CROPS, FP32_ONNX, runner_info
 from ..layer_names import nncf_patterns, onnx_node_outputs
 from ..ov_ir import (
     OV_INT8_RECIPES,
@@ -114,7 +115,7 @@ OV_INT8_IR: Step[Files] = Step(
     "ov.int8-ir",
     "quantize the IR to INT8 with NNCF (float layers: the decision, extended if NNCF's model misses)",
     _int8_ir,
-    needs=(OV_IR, CALIBRATION_CROPS, INT8_FLOAT_LAYERS, CHECK_ITEMS, FP32_REFERENCE),
+    needs=(OV_IR, CALIBRATION_CROPS, INT8_FLOAT_LAYERS, *SEARCH_NEEDS),
     identity=lambda ctx: {"calibration": _calibration(ctx), **_versions("openvino", "nncf")},
     reusable=True,
 )
