@@ -16,6 +16,7 @@ the search (``HAND_RECIPES`` below) for comparison.
 
     python benchmarks/mixed_precision.py --cases defaults --sizes 128 256 --json out.json
     python benchmarks/mixed_precision.py --cases builtins unseen --sizes 128
+    python benchmarks/mixed_precision.py --table out.json   # the README's table from a results file
 """
 
 from __future__ import annotations
@@ -260,6 +261,51 @@ def _rows(result: dict[str, Any]) -> list[str]:
     return out
 
 
+README_HEADER = (
+    "| model | size | engine | everything INT8: dB / x eager | searched: dB held-out | float layers | "
+    "MACs in INT8 | x eager | vs everything-INT8 speed | other photos dB (worst crop) |"
+)
+
+
+def _readme_row(case: dict[str, Any], c: dict[str, Any], everything: dict[str, Any] | None) -> str:
+    """One engine's row: its searched result beside the same engine's everything-INT8 run."""
+    d = c.get("details") or {}
+    ext = d.get("engine_extension") or {}
+    floats = f"{len(d.get('float_layers', []))} of {d.get('quantized_layers', '?')}"
+    if ext.get("added"):
+        floats += f" ({len(ext['added'])} added by the engine)"
+    share = f"{100 * ext.get('int8_mac_share', d.get('int8_mac_share', 0)):.1f}%" if d else "-"
+    all_col = f"{everything['psnr_db']} / {everything['speedup']}x" if everything else ""
+    ratio = round(c["speedup"] / everything["speedup"], 2) if everything and c.get("speedup") else "-"
+    photos = (case.get("external") or {}).get(c["name"], {})
+    other = f"{photos['psnr_db']} ({photos['min_photo_db']})" if "psnr_db" in photos else "refused"
+    gate = "" if c["passed"] else " FAIL"
+    return (
+        f"| {case['model']} | {case['size']} | {c['name']} | {all_col} | {c['psnr_db']}{gate} | {floats} | "
+        f"{share} | {c.get('speedup')}x | {ratio} | {other} |"
+    )
+
+
+def readme_table(results: list[dict[str, Any]]) -> list[str]:
+    """The README's table: each searched case beside its everything-INT8 twin, plus what auto served."""
+    lines = [README_HEADER, "|---|---|---|---|---|---|---|---|---|---|"]
+    plain = {(r["model"], r["size"]): r for r in results if "error" not in r and not r["search"]}
+    for case in (r for r in results if "error" not in r and r["search"]):
+        twin = plain.get((case["model"], case["size"]))
+        twins = {c["name"]: c for c in twin["decision"]["candidates"]} if twin else {}
+        for c in case["decision"]["candidates"]:
+            if c["name"] in INT8:
+                lines.append(_readme_row(case, c, twins.get(c["name"])))
+        static = [c for c in case["decision"]["candidates"] if c["name"] == "int8-static"]
+        d = (static[0].get("details") or {}) if static else {}
+        search = f"search {d.get('search_trials')} trials, {d.get('search_seconds')} s"
+        lines.append(
+            f"| {case['model']} | {case['size']} | `auto` serves | | {case['decision']['chosen']} | | | | | "
+            f"build {case['build']['seconds']} s; {search} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", nargs="+", default=["defaults"], choices=sorted(CASES))
@@ -269,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--external", action="store_true")
     ap.add_argument("--hand", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--table", type=Path, default=None, help="print the README table of a results file")
     args = ap.parse_args(argv)
+    if args.table:
+        print("\n".join(readme_table(json.loads(args.table.read_text()))))
+        return 0
     models = (
         [tuple(m.split("/", 1)) for m in args.models]
         if args.models
