@@ -27,6 +27,7 @@ from .optim.candidates.base import OpenRequest
 from .optim.candidates.registry import available_candidates, get_candidate
 from .optim.hardware import Hardware, probe_hardware
 from .optim.intermediates import EXPORTER
+from .optim.method import BUILD_METHOD
 from .optim.planner import Plan, plan
 from .optim.settings import DEFAULT_OPSET, BuildSettings
 from .optim.strategies import AUTO, BASELINE, strategy
@@ -142,6 +143,7 @@ class OptimizedLoader:
                 "gates": settings.gates,
                 "opt": [list(settings.opt_size), settings.opt_batch],
                 "int8_search_trials": settings.int8_max_trials,
+                "method": BUILD_METHOD,
             },
         )
 

@@ -83,6 +83,22 @@ def test_the_search_is_deterministic_and_stays_within_its_trial_budget() -> None
     assert len(set(calls_a)) == len(calls_a), "a float set is never evaluated twice"
 
 
+def test_a_long_prefix_goes_back_to_int8_in_galloping_chunks_within_few_trials() -> None:
+    """A flat ranking: only two units in float together pass, and neither gains alone, so the
+    shortest passing prefix is every unit. Giving back one unit per trial would leave most of
+    the 30 float when the trials run out; chunks that double after each success return all but
+    the two within them."""
+    units = _units(30)
+    needed = {"/layer1/Conv", "/layer28/Conv"}
+
+    def evaluate(floats: frozenset[str]) -> float:
+        return 30.0 + 6.0 * (needed <= floats)
+
+    result = search_float_layers(units, evaluate, 35.5, MixedPrecisionConfig(max_trials=30))
+    assert set(result.float_layers) == needed, result.history
+    assert result.passed and result.trials <= 30
+
+
 def test_a_model_that_already_passes_keeps_everything_in_int8_after_one_trial() -> None:
     evaluate, calls = _additive(40.0, {u.name: 1.0 for u in _units(5)})
     result = search_float_layers(_units(5), evaluate, 35.5)
@@ -292,7 +308,6 @@ def test_calibration_and_checks_never_share_pixels() -> None:
     assert not any(np.array_equal(a[0], b[0]) for a in calibration for b in held_out)
 
 
-
 def test_crops_larger_than_a_quarter_keep_its_own_pixels_mirrored_not_upscaled() -> None:
     """A 256x256 window of a 225x150 quarter (chelsea) holds the quarter's pixels unresampled."""
     from PIL import Image
@@ -309,6 +324,7 @@ def test_crops_larger_than_a_quarter_keep_its_own_pixels_mirrored_not_upscaled()
         assert any(
             np.array_equal(row, m[i : i + width]) for m in mirrored for i in range(len(m) - width + 1)
         ), "a crop row is not a run of the quarter's own pixels"
+
 
 TARGET = 40.0
 """Above what everything-INT8 reaches on the sensitive-layer net in every engine (35-36 dB)."""

@@ -186,6 +186,24 @@ async def test_a_measured_decision_is_keyed_by_its_thread_count(tmp_path: Path) 
     assert key(1, "onnx") == key(2, "onnx")
 
 
+def test_a_build_that_chooses_differently_is_another_key(tmp_path: Path, monkeypatch) -> None:
+    """A cache written by a build whose own choices differ (crops, search crops, give-back) is not
+    served as this build's: the build method is part of the key."""
+    from model_manager import optimized_loader
+    from model_manager.checkpoint import weights_hash
+
+    entry = ModelManager(_config(tmp_path)).registry.get("super_resolution", "default")
+    loaded = entry.load()
+    digest = weights_hash(loaded.module.state_dict())
+    loader = optimized_loader.OptimizedLoader(_config(tmp_path), ModelManager(_config(tmp_path)).cache)
+    before = loader._key(entry, loaded, loader.plan_for("int8-torch"), digest)
+    assert before.to_dict()["extra"]["method"]["int8_search_items"] == 8
+    changed = {**optimized_loader.BUILD_METHOD, "int8_search_items": 4}
+    monkeypatch.setattr(optimized_loader, "BUILD_METHOD", changed)
+    after = loader._key(entry, loaded, loader.plan_for("int8-torch"), digest)
+    assert after.digest != before.digest
+
+
 @pytest.mark.slow
 async def test_warmup_three_models_with_concurrency_two(tmp_path: Path) -> None:
     m = ModelManager(_config(tmp_path))
