@@ -92,6 +92,42 @@ async def test_ov_runner_keeps_the_runner_contract(tmp_path: Path) -> None:
     assert runner.closed
 
 
+def test_ov_runner_compiles_each_input_shape_static_up_to_its_limit_then_runs_the_ir_as_saved(
+    tmp_path: Path,
+) -> None:
+    """Issue 17: OpenVINO runs static shapes much faster. Each new input shape gets a static
+    compile (batch, H and W fixed) up to ``STATIC_SHAPES``; later shapes share the IR's dynamic
+    compile; every path gives the same pixels, and the IR on disk keeps its dynamic dimensions."""
+    import openvino as ov
+
+    from model_manager.optim.intermediates import onnx_from_torch
+    from model_manager.optim.ov_ir import ir_from_onnx
+    from model_manager.optim.settings import BuildSettings
+    from model_manager.registry import ModelRegistry
+    from model_manager.runners import RunnerInfo
+    from model_manager.runners.ov_runner import STATIC_SHAPES, OvRunner
+
+    loaded = ModelRegistry.with_builtins().get("super_resolution", "default").load()
+    onnx = onnx_from_torch(loaded.module, loaded.descriptor, tmp_path, BuildSettings(opt_size=(32, 32)))[0]
+    xml = tmp_path / "model.xml"
+    ir_from_onnx(tmp_path / onnx, xml)
+    info = RunnerInfo("super_resolution", "default", "openvino", "openvino", "cpu", "fp32")
+    (pair,) = sample_batch(loaded.descriptor, (24, 40), 2)
+    with OvRunner(xml, loaded.descriptor, info, num_threads=2) as runner:
+        singles = np.concatenate([runner(pair[:1]), runner(pair[1:])])
+        both = runner(pair)
+        assert runner.compiled_shapes == [((1, 3, 24, 40),), ((2, 3, 24, 40),)]
+        assert both.shape == (2, 3, 48, 80) and np.abs(both - singles).max() < 1e-5
+        sizes = [(16 + 8 * i, 16) for i in range(STATIC_SHAPES)]
+        outs = [runner(sample_batch(loaded.descriptor, size, 1)[0]) for size in sizes]
+        assert len(runner.compiled_shapes) == STATIC_SHAPES, "beyond the limit: the dynamic compile"
+        assert [o.shape[2:] for o in outs] == [(2 * h, 2 * w) for h, w in sizes]
+    with OvRunner(xml, loaded.descriptor, info, num_threads=2) as dynamic_only:
+        dynamic_only._static = dict.fromkeys(range(STATIC_SHAPES))  # no room: the dynamic compile
+        np.testing.assert_allclose(dynamic_only(pair), both, atol=1e-5)
+    assert ov.Core().read_model(str(xml)).inputs[0].get_partial_shape()[0].is_dynamic, "the IR is unchanged"
+
+
 _SECOND = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path

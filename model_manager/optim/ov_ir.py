@@ -11,6 +11,7 @@ and a restarted process loads it instead of recompiling. The candidates using th
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stdout
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runners.ov_session import PrecisionHint, compile_model, import_openvino, ov_errors
+from ..runners.ov_session import PrecisionHint, Shapes, compile_model, import_openvino, ov_errors
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,24 @@ def _nncf_quiet() -> Iterator[None]:
         nncf_log.setLevel(level)
 
 
-def compiled_blob(folder: Path, xml: str, hint: PrecisionHint, num_threads: int | None) -> list[str]:
-    """Compile ``xml`` once with ``CACHE_DIR=folder`` and return the blob file(s) it wrote."""
+COMPILED_SHAPES_FILE = "ov-compiled-shapes.json"
+"""The input shapes an entry's compiled blob was compiled for (``OvRunner(cached_shapes=...)``)."""
+
+
+def compiled_blob(
+    folder: Path, xml: str, hint: PrecisionHint, num_threads: int | None, shapes: Shapes
+) -> list[str]:
+    """Compile ``xml`` for ``shapes`` (static, as ``OvRunner`` runs them) once with
+    ``CACHE_DIR=folder``; return the blob file(s) it wrote and the file naming those shapes."""
     before = set(folder.glob("*.blob"))
-    compile_model(folder / xml, hint, num_threads, folder)
-    return sorted(p.name for p in set(folder.glob("*.blob")) - before)
+    compile_model(folder / xml, hint, num_threads, folder, shapes)
+    (folder / COMPILED_SHAPES_FILE).write_text(json.dumps([[list(s) for s in shapes]]))
+    return [*sorted(p.name for p in set(folder.glob("*.blob")) - before), COMPILED_SHAPES_FILE]
+
+
+def compiled_shapes(folder: Path) -> list[Shapes]:
+    """The shapes an entry's blob was compiled for (none for entries written before this file)."""
+    path = folder / COMPILED_SHAPES_FILE
+    if not path.is_file():
+        return []
+    return [tuple(tuple(int(d) for d in shape) for shape in call) for call in json.loads(path.read_text())]

@@ -34,12 +34,13 @@ from ..int8_steps import (
     score_outputs,
     write_engine_float_layers,
 )
-from ..intermediates import CALIBRATION_CROPS, FP32_ONNX, runner_info
+from ..intermediates import CALIBRATION_CROPS, FP32_ONNX, export_inputs, runner_info
 from ..layer_names import nncf_patterns, onnx_node_outputs
 from ..ov_ir import (
     OV_INT8_RECIPES,
     OvInt8Recipe,
     compiled_blob,
+    compiled_shapes,
     int8_ir_from_ir,
     ir_from_onnx,
     ov_ops_by_node,
@@ -129,7 +130,8 @@ def _builder(name: str, ir: Step[Files]) -> Callable[[BuildContext, Path], list[
             engine = read_engine_float_layers(made.folder, ENGINE)
             note_float_layers(ctx, name, engine=engine, preset=_calibration(ctx).preset)
         ctx.begin(f"compile for the CPU ({HINTS[name]} hint) into the entry's model cache", name)
-        return [*files, *compiled_blob(folder, files[0], HINTS[name], ctx.settings.num_threads)]
+        shapes = tuple(tuple(t.shape) for t in export_inputs(ctx.descriptor, ctx.settings))
+        return [*files, *compiled_blob(folder, files[0], HINTS[name], ctx.settings.num_threads, shapes)]
 
     return build
 
@@ -144,6 +146,7 @@ def _opener(name: str, xml: str) -> Callable[[OpenRequest], Runner]:
             hint=HINTS[name],
             num_threads=req.num_threads,
             cache_dir=req.folder if blobs else None,
+            cached_shapes=compiled_shapes(req.folder) if blobs else (),
         )
 
     return open_runner
