@@ -13,7 +13,7 @@ import torch
 from ..descriptor import ModelDescriptor
 from ..errors import InvalidInputError
 from .base import Runner, RunnerInfo
-from .ov_session import PrecisionHint, Shapes, compile_model, input_names, ov_errors
+from .ov_session import PrecisionHint, Shapes, compile_model, ov_errors, read_ir
 
 STATIC_SHAPES = 4
 """Input shapes a runner compiles a static model for (the first ones it sees); other shapes run
@@ -46,20 +46,21 @@ class OvRunner(Runner):
     ) -> None:
         super().__init__(descriptor, info)
         self.path = Path(xml)
-        ports = input_names(self.path)  # a port may carry several tensor names
+        self._model = read_ir(self.path)  # read once; each shape compiles a reshaped copy
+        ports = [p.get_names() for p in self._model.inputs]  # a port may carry several tensor names
         expected = [s.name for s in descriptor.inputs]
         if len(ports) != len(expected) or any(e not in names for e, names in zip(expected, ports)):
             names = [sorted(n) for n in ports]
             raise InvalidInputError(
                 f"{self.path.name}: expected graph inputs {expected} (the descriptor's order), got {names}"
             )
-        self.hint, self._num_threads, self._cache_dir = hint, num_threads, cache_dir
+        self.hint, self._num_threads = hint, num_threads
         self._static: dict[Shapes, Any] = {}
         self._dynamic: Any = None
         self._compile_lock = threading.Lock()
         self._local = threading.local()
         for shapes in cached_shapes[:STATIC_SHAPES]:
-            self._static[shapes] = compile_model(self.path, hint, num_threads, cache_dir, shapes)
+            self._static[shapes] = compile_model(self._model, hint, num_threads, cache_dir, shapes)
         self.info.artifact_path = self.info.artifact_path or str(self.path)
         self.info.device = "cpu"
 
@@ -74,11 +75,11 @@ class OvRunner(Runner):
             if shapes in self._static:
                 return self._static[shapes]
             if len(self._static) < STATIC_SHAPES:
-                compiled = compile_model(self.path, self.hint, self._num_threads, None, shapes)
+                compiled = compile_model(self._model, self.hint, self._num_threads, None, shapes)
                 self._static[shapes] = compiled
                 return compiled
             if self._dynamic is None:
-                self._dynamic = compile_model(self.path, self.hint, self._num_threads)
+                self._dynamic = compile_model(self._model, self.hint, self._num_threads)
             return self._dynamic
 
     def _request(self, shapes: Shapes) -> Any:
@@ -100,5 +101,5 @@ class OvRunner(Runner):
         return torch.from_numpy(np.asarray(result[0]))
 
     def _close_impl(self) -> None:
-        self._static, self._dynamic = {}, None
+        self._static, self._dynamic, self._model = {}, None, None
         self._local = threading.local()
