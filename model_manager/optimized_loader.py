@@ -144,6 +144,7 @@ class OptimizedLoader:
                 "opt": [list(settings.opt_size), settings.opt_batch],
                 "int8_search_trials": settings.int8_max_trials,
                 "method": BUILD_METHOD,
+                "graph_revision": loaded.graph_revision,
             },
         )
 

@@ -137,6 +137,30 @@ def test_batch_with_per_sample_timesteps(models):
 
 
 @pytest.mark.parametrize("aid", IDS)
+def test_fused_forward_equals_the_reference_loop(models, aid):
+    """Fused warps (one grid, both directions and frames+features in one grid_sample) compute what
+    Practical-RIFE's loop computes: per-sample timesteps, batch 2, a non-square size."""
+    img0, img1 = _frames(2, 128, 192, seed=4)
+    t = torch.tensor([0.3, 0.8]).view(2, 1, 1, 1)
+    module = models[aid].module
+    with torch.no_grad():
+        fused = module(img0, img1, t)
+        reference = interp.unfused_forward(module, img0, img1, t)
+    assert (fused - reference).abs().max().item() <= 1e-5
+
+
+def test_sample_on_a_shared_grid_equals_the_reference_warp():
+    g = torch.Generator().manual_seed(5)
+    img = torch.rand(3, 7, 48, 80, generator=g)
+    flow = (torch.rand(3, 2, 48, 80, generator=g) - 0.5) * 20
+    grid = interp.WarpGrid.of(48, 80, img.device)
+    assert grid.base.shape == (1, 2, 48, 80) and grid.half_extent.shape == (1, 2, 1, 1)
+    torch.testing.assert_close(
+        interp.sample(img, grid.coords(flow)), interp.warp(img, flow), atol=1e-6, rtol=0
+    )
+
+
+@pytest.mark.parametrize("aid", IDS)
 def test_descriptor(models, aid):
     d = models[aid].descriptor
     assert d.model_type == "interpolation" and d.architecture == aid
@@ -168,4 +192,6 @@ def test_onnx_export_lite(models, tmp_path):
     )
     model = onnx.load(str(path))
     onnx.checker.check_model(model)
-    assert "GridSample" in {node.op_type for node in model.graph.node}
+    ops = [node.op_type for node in model.graph.node]
+    # fused: frames and features of both directions, one grid_sample each per level (reference: 18)
+    assert ops.count("GridSample") == 2 * (len(interp.SCALE_LIST) - 1) + 1

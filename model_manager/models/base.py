@@ -52,6 +52,8 @@ class LoadedModel:
     descriptor: ModelDescriptor
     architecture: str
     hyperparameters: Mapping[str, Any]
+    #: The architecture's ``graph_revision`` (how its forward computes); part of cache keys.
+    graph_revision: int = 1
 
 
 class Architecture(abc.ABC):
@@ -63,6 +65,9 @@ class Architecture(abc.ABC):
     model_type: str
     #: Keys that must (and must not) be present for a state dict to be this architecture.
     detect: KeyCondition
+    #: Bumped when the forward pass changes how it computes (same outputs, another graph for
+    #: engines), so artifacts exported from the old graph are not served as this one's.
+    graph_revision: int = 1
 
     def matches(self, state_dict: StateDict) -> bool:
         """True when the key condition holds and the hyperparameters can be read from the shapes."""
@@ -101,7 +106,7 @@ class Architecture(abc.ABC):
         module = self.build(**hp)
         load_strict(module, sd, self.id)
         module.eval().float()
-        return LoadedModel(module, self.descriptor(hp), self.id, hp)
+        return LoadedModel(module, self.descriptor(hp), self.id, hp, self.graph_revision)
 
     def create(self, hyperparameters: Mapping[str, Any] | None = None, seed: int = 0) -> LoadedModel:
         """Build with seeded random weights (for tests and untrained defaults)."""
@@ -110,7 +115,7 @@ class Architecture(abc.ABC):
             torch.manual_seed(seed)
             module = self.build(**hp)
         module.eval().float()
-        return LoadedModel(module, self.descriptor(hp), self.id, hp)
+        return LoadedModel(module, self.descriptor(hp), self.id, hp, self.graph_revision)
 
 
 def load_strict(module: nn.Module, state_dict: StateDict, architecture: str) -> None:

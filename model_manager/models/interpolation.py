@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -72,25 +72,64 @@ def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
-def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp ``image`` by ``flow`` (N,2,H,W, pixels): sample image at (x + u, y + v).
+class WarpGrid(NamedTuple):
+    """What every warp of one forward pass shares: the reference's identity grid and flow divisor.
 
-    As ``model/warplayer.py``: an identity grid from ``linspace(-1, 1)``, the flow divided by
-    ((W-1)/2, (H-1)/2), bilinear ``grid_sample`` with border padding and align_corners=True.
-    The grid is computed in float32 from the shape at run time (no cache), the result is cast
-    back to the image's dtype.
+    ``base`` (1,2,H,W) float32 is x then y, each ``linspace(-1, 1)``; ``half_extent`` (1,2,1,1) is
+    ((W-1)/2, (H-1)/2), what the reference divides the flow's x and y by. One broadcast division
+    instead of the reference's split / divide / concat per warp: engines run it as one operation.
     """
-    dtype = image.dtype
-    image = image.float()
-    flow = flow.float()
+
+    base: torch.Tensor
+    half_extent: torch.Tensor
+
+    @classmethod
+    def of(cls, height: int, width: int, device: torch.device) -> WarpGrid:
+        """The grid for frames of this size, made once per forward pass (the reference caches it)."""
+        f32 = torch.float32
+        xs = torch.linspace(-1.0, 1.0, width, dtype=f32, device=device).view(1, 1, 1, width)
+        ys = torch.linspace(-1.0, 1.0, height, dtype=f32, device=device).view(1, 1, height, 1)
+        base = torch.cat([xs.expand(1, 1, height, width), ys.expand(1, 1, height, width)], 1)
+        one = torch.ones((1, 1, 1, 1), dtype=f32, device=device)
+        half_extent = torch.cat([one * ((width - 1.0) / 2.0), one * ((height - 1.0) / 2.0)], 1)
+        return cls(base, half_extent)
+
+    def coords(self, flow: torch.Tensor) -> torch.Tensor:
+        """``grid_sample``'s (N,H,W,2) sampling grid for ``flow`` (N,2,H,W, pixels), float32."""
+        return (self.base + flow.float() / self.half_extent).permute(0, 2, 3, 1)
+
+
+def sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Backward-warp ``image`` (N,C,H,W) to ``WarpGrid.coords``: the reference's ``grid_sample``.
+
+    Bilinear, border padding, align_corners=True, in float32; cast back to the image's dtype.
+    """
+    out = F.grid_sample(image.float(), coords, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(image.dtype)
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp ``image`` by ``flow`` (N,2,H,W, pixels) as ``model/warplayer.py`` writes it.
+
+    A grid per call, the flow split into x and y, each divided, concatenated again: the oracle
+    ``sample`` is checked against and what ``unfused_forward`` runs; the cast back to the image's
+    dtype is ours.
+    """
     n, _, h, w = flow.shape
     xs = torch.linspace(-1.0, 1.0, w, device=flow.device).view(1, 1, 1, w).expand(n, 1, h, w)
     ys = torch.linspace(-1.0, 1.0, h, device=flow.device).view(1, 1, h, 1).expand(n, 1, h, w)
+    flow = flow.float()
     fx = flow[:, 0:1] / ((image.shape[3] - 1.0) / 2.0)
     fy = flow[:, 1:2] / ((image.shape[2] - 1.0) / 2.0)
     grid = (torch.cat([xs, ys], 1) + torch.cat([fx, fy], 1)).permute(0, 2, 3, 1)
-    out = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return out.to(dtype)
+    out = F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(image.dtype)
+
+
+def _pair_flows(flow: torch.Tensor) -> torch.Tensor:
+    """(N,4,H,W) bidirectional flow -> (2N,2,H,W): frame 0's flows, then frame 1's (as frames stack)."""
+    n, _, h, w = flow.shape
+    return flow.reshape(n, 2, 2, h, w).transpose(0, 1).reshape(2 * n, 2, h, w)
 
 
 class Head(nn.Module):
@@ -163,19 +202,52 @@ class IFNet(nn.Module):
         self.scale_list = SCALE_LIST
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        """img0, img1: (N,3,H,W) in 0..1, H and W multiples of 64; timestep: (N,1,1,1)."""
+        """img0, img1: (N,3,H,W) in 0..1, H and W multiples of 64; timestep: (N,1,1,1).
+
+        The reference's computation with the warps fused: both frames go through the encoder as
+        one batch of 2N, each level computes one sampling grid for both directions (on a base
+        grid made once) and warps the frames and the features of both directions with one
+        ``grid_sample`` each: 9 warps per pass instead of the reference's 18, no flow split.
+        """
+        n = img0.shape[0]
         t = timestep.expand(-1, -1, img0.shape[2], img0.shape[3])
-        f0, f1 = self.encode(img0), self.encode(img1)
-        flow, mask, feat = self.block0(torch.cat((img0, img1, f0, f1, t), 1), None, SCALE_LIST[0])
-        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        frames = torch.cat((img0, img1), 0)
+        feats = self.encode(frames)
+        grid = WarpGrid.of(img0.shape[2], img0.shape[3], img0.device)
+        flow, mask, feat = self.block0(
+            torch.cat((img0, img1, feats[:n], feats[n:], t), 1), None, SCALE_LIST[0]
+        )
         for i in range(1, len(SCALE_LIST)):
-            wf0, wf1 = warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4])
-            x = torch.cat((warped0, warped1, wf0, wf1, t, mask, feat), 1)
+            coords = grid.coords(_pair_flows(flow))
+            wi, wf = sample(frames, coords), sample(feats, coords)
+            x = torch.cat((wi[:n], wi[n:], wf[:n], wf[n:], t, mask, feat), 1)
             delta, mask, feat = getattr(self, f"block{i}")(x, flow, SCALE_LIST[i])
             flow = flow + delta
-            warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+        warped = sample(frames, grid.coords(_pair_flows(flow)))
         weight = torch.sigmoid(mask)
-        return warped0 * weight + warped1 * (1 - weight)
+        return warped[:n] * weight + warped[n:] * (1 - weight)
+
+
+def unfused_forward(
+    model: IFNet, img0: torch.Tensor, img1: torch.Tensor, timestep: torch.Tensor
+) -> torch.Tensor:
+    """Practical-RIFE's ``IFNet.forward`` loop as written there: one encoder pass and one warp per tensor.
+
+    The oracle ``IFNet.forward`` (fused warps) is checked against, and the "before" of
+    ``benchmarks/fused_warp.py``; not used for inference.
+    """
+    t = timestep.expand(-1, -1, img0.shape[2], img0.shape[3])
+    f0, f1 = model.encode(img0), model.encode(img1)
+    flow, mask, feat = model.block0(torch.cat((img0, img1, f0, f1, t), 1), None, SCALE_LIST[0])
+    warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+    for i in range(1, len(SCALE_LIST)):
+        wf0, wf1 = warp(f0, flow[:, :2]), warp(f1, flow[:, 2:4])
+        x = torch.cat((warped0, warped1, wf0, wf1, t, mask, feat), 1)
+        delta, mask, feat = getattr(model, f"block{i}")(x, flow, SCALE_LIST[i])
+        flow = flow + delta
+        warped0, warped1 = warp(img0, flow[:, :2]), warp(img1, flow[:, 2:4])
+    weight = torch.sigmoid(mask)
+    return warped0 * weight + warped1 * (1 - weight)
 
 
 # --------------------------------------------------------------------------- reading shapes
@@ -246,6 +318,7 @@ class _IFNetArchitecture(Architecture):
     """Shared detection, loading and description of the two IFNet layouts."""
 
     model_type = "interpolation"
+    graph_revision = 2  # 2: fused warps (9 grid_samples on one base grid; 1 was the reference's 18)
     detect = KeyCondition.has_all(
         "encode.cnn0.weight",
         "encode.cnn3.weight",
