@@ -76,6 +76,13 @@ async def test_auto_builds_once_and_a_new_manager_hits_the_cache(tmp_path: Path)
         c["median_ms"] for c in info.decision["candidates"] if c["passed"]
     )
     assert info.quality["psnr_db"] >= info.quality["min_psnr_db"] and info.speedup and info.cache_key
+    confirmed = info.decision["confirmation"]  # the winner timed again alone against eager FP32
+    if info.strategy == "none":
+        assert confirmed is None
+    else:
+        assert confirmed["timed_calls"] >= 9 and info.speedup == confirmed["speedup"]
+        assert confirmed["speedup"] == round(confirmed["eager_median_ms"] / confirmed["median_ms"], 3)
+        assert "timed alone against eager FP32" in info.decision["reason"]
     async with await _manager(tmp_path, ckpt) as m2:
         r2 = await m2.load_optimized_model("super_resolution", "small", "auto")
         np.testing.assert_array_equal(r2(x), out1)

@@ -45,6 +45,9 @@ class Decision:
     chosen: str
     reason: str
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    #: The chosen candidate timed again against eager FP32 with the others closed (``auto`` only;
+    #: median_ms, p90_ms, eager_median_ms, eager_p90_ms, speedup, timed_calls): the served figures.
+    confirmation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
