@@ -86,14 +86,14 @@ async def _video_fps(manager: ModelManager, frames: list[np.ndarray], repeats: i
     }
 
 
-async def run(threads: int, rounds: int, frames: int, repeats: int) -> dict[str, Any]:
+async def run(threads: int, rounds: int, frames: int, repeats: int, call_models: list[str]) -> dict[str, Any]:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as cache:
         config = ModelConfig(cache_dir=Path(cache), num_threads=threads)
         async with ModelManager(config) as manager:
-            for model_type in CALL_MODELS:  # builds (auto) happen here, before anything is timed
+            for model_type in {*call_models, "interpolation"}:  # builds (auto) happen before timing
                 await manager.load_optimized_model(model_type, "default", "auto")
-            calls = [await _calls(manager, m, rounds) for m in CALL_MODELS]
+            calls = [await _calls(manager, m, rounds) for m in call_models]
             clip = pan_zoom_frames("astronaut", frames, SIZE)
             video = await _video_fps(manager, clip, repeats)
     return {"calls": calls, "video": video}
@@ -105,10 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=8, help="timed calls per contender at 1280x720")
     ap.add_argument("--frames", type=int, default=9, help="source frames of the clip")
     ap.add_argument("--repeats", type=int, default=2, help="process_frames runs per strategy")
+    ap.add_argument("--calls", nargs="*", default=list(CALL_MODELS), help="model types timed per call")
     ap.add_argument("--label", default="")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    result = asyncio.run(run(args.threads, args.rounds, args.frames, args.repeats))
+    result = asyncio.run(run(args.threads, args.rounds, args.frames, args.repeats, args.calls))
     out = {"machine": machine_info(), "threads": args.threads, "label": args.label, **result}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

@@ -16,6 +16,7 @@ from .config import ModelConfig, check_count, check_warmup_specs
 from .descriptor import ModelDescriptor
 from .entry import ModelEntry, validate_name, validate_type
 from .errors import ModelInputError, ModelManagerError
+from .host_memory import keep_freed_memory
 from .optim.strategies import parse_optimization
 from .optimized_loader import OptimizedLoader
 from .registry import ModelRegistry
@@ -43,6 +44,8 @@ class ModelManager:
         self._closed = False
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
+        if self.config.keep_freed_memory:
+            keep_freed_memory()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> ModelManager:

@@ -20,6 +20,7 @@ from .cache import ArtifactCache, BuildOutput, CacheEntry, CacheKey, make_key
 from .checkpoint import weights_hash
 from .config import ModelConfig
 from .entry import ModelEntry
+from .host_memory import POLICY
 from .models import LoadedModel
 from .optim.build_plan import build_plan
 from .optim.build_process import build_in_subprocess
@@ -145,6 +146,7 @@ class OptimizedLoader:
                 "int8_search_trials": settings.int8_max_trials,
                 "method": BUILD_METHOD,
                 "graph_revision": loaded.graph_revision,
+                "host_memory": POLICY if self.config.keep_freed_memory else "glibc defaults",
             },
         )
 
@@ -156,6 +158,7 @@ class OptimizedLoader:
             time_budget_s=self.config.auto_time_budget_s,
             num_threads=self.config.num_threads,
             int8_max_trials=self.config.int8_search_trials,
+            keep_freed_memory=self.config.keep_freed_memory,
             opt_size=(height, width),
             opt_batch=batch,
             weights_sha256=digest,

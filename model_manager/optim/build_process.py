@@ -34,6 +34,7 @@ from torch import nn
 from ..cache import BuildOutput
 from ..cache.storage import storage_cause, write_error
 from ..errors import CacheWriteError, EngineBuildError, ModelManagerError, QualityGateError
+from ..host_memory import keep_freed_memory
 from ..models import all_architectures, load_strict
 from ..progress import BuildEvent, publish
 from .build_plan import build_plan, result_to_dict
@@ -182,6 +183,8 @@ def run(request: dict[str, Any], events: Any = None) -> dict[str, Any]:
     settings = BuildSettings.from_dict(request["settings"])
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
+    if settings.keep_freed_memory:
+        keep_freed_memory()
     module_name = request.get("architecture_module")
     if module_name and request["architecture"] not in all_architectures():
         importlib.import_module(module_name)  # a plugin architecture registers itself on import

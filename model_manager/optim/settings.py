@@ -35,6 +35,9 @@ class BuildSettings:
     """Trials the INT8 float-layer search may run (``mixed_precision``); 0: everything in INT8."""
     time_failed: bool = False
     """Also time candidates that failed their gate (``bench`` shows them; ``auto`` cannot serve them)."""
+    keep_freed_memory: bool = True
+    """The build process keeps freed memory as the serving process does (``host_memory.py``), so
+    eager FP32 is timed as it will run next to what is served."""
 
     def gate(self, precision: str) -> float:
         """The minimum PSNR for a precision (one rule: :meth:`QualityGates.for_precision`)."""
