@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "fresh",
         "ratio",
         "within 15%",
+        "fresh 2 (/ fresh)",
     )
     print(format_table(rows, headers))
     return 0

@@ -10,7 +10,8 @@ a grid per warp). Both run the same weights; per size, timed together by the one
   with every dimension fixed at the size: what ``OvRunner`` runs for the first shapes it sees;
 - ``onnxruntime``: the same ONNX in an ONNX Runtime CPU session (full optimisation), as saved.
 
-Max abs difference of each against the unfused eager output on real photo pairs.
+Max abs difference of each against the unfused eager output on real photo pairs. The process keeps
+freed memory (``host_memory.keep_freed_memory``) as ``ModelManager`` does.
 
     python benchmarks/fused_warp.py --sizes 256x256 1280x704 --json out.json
 """
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from model_manager.descriptor import ModelDescriptor
+from model_manager.host_memory import keep_freed_memory
 from model_manager.models.interpolation import IFNet, unfused_forward
 from model_manager.optim.benchmark import benchmark_interleaved, format_table, machine_info
 from model_manager.optim.intermediates import onnx_from_torch
@@ -125,7 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out: dict[str, Any] = {"machine": machine_info(), "threads": args.threads, "results": []}
+    kept = keep_freed_memory()  # as ModelManager does: eager is timed as the application runs it
+    out: dict[str, Any] = {
+        "machine": machine_info(),
+        "threads": args.threads,
+        "host_memory_kept": kept,
+        "results": [],
+    }
     table = []
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))

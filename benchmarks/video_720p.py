@@ -49,7 +49,7 @@ async def _calls(manager: ModelManager, model_type: str, rounds: int) -> dict[st
     inputs = [torch.from_numpy(x) for x in sample_batch(runners["none"].descriptor, SIZE)]
     fns = {s: functools.partial(r, *inputs) for s, r in runners.items()}
     reference = fns["none"]()
-    psnr = compare(reference, fns["auto"]()).psnr_db
+    psnr = compare(reference, fns["auto"](), runners["none"].descriptor.output.value_range).psnr_db
     timings = benchmark_interleaved(fns, rounds=rounds)
     eager = timings["none"].median_ms
     return {

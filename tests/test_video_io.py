@@ -11,7 +11,7 @@ import pytest
 
 from model_manager.cli import main
 from model_manager.errors import InvalidInputError
-from model_manager.video.clip import write_clip
+from model_manager.video.clip import pan_zoom_frames, write_clip
 from model_manager.video.io import VideoWriter, probe_video, read_frames
 
 
@@ -75,3 +75,10 @@ def test_the_writer_names_a_frame_it_cannot_encode(tmp_path: Path) -> None:
             writer.write(np.zeros((64, 63, 3), np.uint8))
         with pytest.raises(InvalidInputError, match="HxWx3 uint8 frame, got float32"):
             writer.write(np.zeros((64, 64, 3), np.float32))
+
+
+def test_pan_zoom_frames_larger_than_the_photo_have_the_size_asked_for() -> None:
+    """720p from a 512x512 photo: the photo is enlarged first (it used to come back 232x256)."""
+    frames = pan_zoom_frames("astronaut", 3, (720, 1280))
+    assert [f.shape for f in frames] == [(720, 1280, 3)] * 3 and frames[0].dtype == np.uint8
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 1  # it moves

@@ -8,16 +8,27 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..defaults.evaluation import photo
 from ..defaults.motion import Motion, view
 from ..images import from_batch
 from .io import _av
 
+PAN_MARGIN = 1.25
+"""A canvas smaller than this many times the frame is enlarged first (the pan needs room)."""
+
 
 def pan_zoom_frames(name: str, count: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """``count`` HxWx3 uint8 views of sample photo ``name`` under a slow pan (and zoom)."""
+    """``count`` HxWx3 uint8 views of sample photo ``name`` under a slow pan (and zoom).
+
+    Frames larger than the photo (720p from a 512x512 photo) come from the photo enlarged
+    (bilinear) to ``PAN_MARGIN`` times the frame, so every frame has exactly ``size``.
+    """
     canvas = photo(name)
+    grow = PAN_MARGIN * max(size[0] / canvas.shape[-2], size[1] / canvas.shape[-1])
+    if grow > 1:
+        canvas = F.interpolate(canvas, scale_factor=grow, mode="bilinear", align_corners=False).clamp(0, 1)
     motion = Motion(shift_x=0.4 * canvas.shape[-1] - size[1] * 0.4, shift_y=0.0, angle_deg=0.0, zoom=1.15)
     steps = torch.linspace(-0.5, 0.5, count).tolist()
     return [from_batch(view(canvas, motion, s, size).numpy())[0] for s in steps]
