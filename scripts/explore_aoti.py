@@ -5,7 +5,10 @@ dynamic H / W (multiples of the model's size multiple, within the profile), comp
 (``.pt2``), then load the package and time it against eager FP32 at 256x256 and 1280x704
 (interleaved, the one harness), max abs difference against eager.
 
-    python scripts/explore_aoti.py interpolation [--sizes 256x256 1280x704] [--json out.json]
+    python scripts/explore_aoti.py interpolation [--sizes 256x256 1280x704] [--static] [--json out.json]
+
+``--static`` exports and compiles once per size: IFNet does not export with dynamic H / W
+(``torch.linspace`` with a symbolic step count specialises the size).
 """
 
 from __future__ import annotations
@@ -42,6 +45,23 @@ def _dynamic_shapes(descriptor: Any) -> tuple[Any, ...]:
     return tuple({2: h, 3: w} if spec.kind == "image" else None for spec in descriptor.inputs)
 
 
+def _compile(module: Any, inputs: list[Any], dynamic: Any, folder: Path, out: dict[str, Any]) -> Any:
+    """Export, AOTInductor-compile and package to ``folder/model.pt2``, load it; times into ``out``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    exported = torch.export.export(module, tuple(inputs), dynamic_shapes=dynamic)
+    out["export_s"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    package = torch._inductor.aoti_compile_and_package(exported, package_path=str(folder / "model.pt2"))
+    out["compile_s"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    compiled = torch._inductor.aoti_load_package(package)
+    out["load_s"] = round(time.perf_counter() - started, 2)
+    out["pt2_mb"] = round(Path(package).stat().st_size / 1e6, 2)
+    print(out, flush=True)
+    return compiled
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model_type")
@@ -49,6 +69,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--static", action="store_true", help="export and compile once per size (no dynamic H / W)"
+    )
     args = ap.parse_args()
     keep_freed_memory()
     torch.set_num_threads(args.threads)
@@ -57,27 +80,20 @@ def main() -> None:
     example = [torch.from_numpy(x) for x in sample_batch(descriptor, descriptor.fit_size(256, 256))]
     out: dict[str, Any] = {"machine": machine_info(), "model": args.model_type, "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        exported = torch.export.export(module, tuple(example), dynamic_shapes=_dynamic_shapes(descriptor))
-        out["export_s"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        package = torch._inductor.aoti_compile_and_package(
-            exported, package_path=str(Path(tmp) / "model.pt2")
+        compiled = (
+            None if args.static else _compile(module, example, _dynamic_shapes(descriptor), Path(tmp), out)
         )
-        out["compile_s"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        compiled = torch._inductor.aoti_load_package(package)
-        out["load_s"] = round(time.perf_counter() - started, 2)
-        out["pt2_mb"] = round(Path(package).stat().st_size / 1e6, 2)
-        print(out, flush=True)
         for size in args.sizes:
             width, height = (int(v) for v in size.split("x"))
             inputs = [
                 torch.from_numpy(x) for x in sample_batch(descriptor, descriptor.fit_size(height, width))
             ]
+            if args.static:
+                compiled = _compile(module, inputs, None, Path(tmp) / size, out.setdefault(size, {}))
+            assert compiled is not None
             with torch.inference_mode():
                 diff = float((compiled(*inputs) - module(*inputs)).abs().max())
-                fns = {"eager": lambda x=inputs: module(*x), "aoti": lambda x=inputs: compiled(*x)}
+                fns = {"eager": lambda x=inputs: module(*x), "aoti": lambda x=inputs, c=compiled: c(*x)}
                 timings = benchmark_interleaved(fns, rounds=args.rounds)
             row = {k: [round(t.median_ms, 1), round(t.p90_ms, 1)] for k, t in timings.items()}
             row["x_eager"] = round(timings["eager"].median_ms / timings["aoti"].median_ms, 3)
