@@ -22,13 +22,13 @@ import argparse
 import asyncio
 import functools
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from child import call_in_child
+
 MODELS = ("super_resolution/default", "style_transfer/default", "interpolation/default")
 AGREE_WITHIN = 0.15
 
@@ -75,8 +75,8 @@ def fresh(model: str, cache_dir: str, threads: int, rounds: int) -> dict[str, An
         async with ModelManager(config) as manager:
             served = await manager.load_optimized_model(model_type, name, "auto")
             eager = await manager.load_optimized_model(model_type, name, "none")
-            shape = served.info.decision.get("input") or [[1, 3, 256, 256]]
-            inputs = sample_batch(served.descriptor, tuple(shape[0][2:4]), shape[0][0])
+            batch, height, width = served.descriptor.opt_shape()  # what the build timed
+            inputs = sample_batch(served.descriptor, (height, width), batch)
             fns = {"served": functools.partial(served, *inputs), "eager": functools.partial(eager, *inputs)}
             timings = benchmark_interleaved(fns, rounds=rounds)
             return {
@@ -92,18 +92,6 @@ def fresh(model: str, cache_dir: str, threads: int, rounds: int) -> dict[str, An
     return asyncio.run(go())
 
 
-def _child(phase: str, *args: Any) -> dict[str, Any]:
-    code = (
-        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import decision_fresh as m; "
-        f"print('@@' + json.dumps(m.{phase}(*json.loads(sys.argv[1]))))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{phase} {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(lines[-1][2:]))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=list(MODELS), help="TYPE/NAME")
@@ -117,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model in args.models:
         with tempfile.TemporaryDirectory() as cache:
-            decided = _child("build", model, cache, args.threads)
-            measured = _child("fresh", model, cache, args.threads, args.rounds)
-            again = _child("fresh", model, cache, args.threads, args.rounds)
+            decided = call_in_child("decision_fresh", "build", model, cache, args.threads)
+            measured = call_in_child("decision_fresh", "fresh", model, cache, args.threads, args.rounds)
+            again = call_in_child("decision_fresh", "fresh", model, cache, args.threads, args.rounds)
         ratio = decided["speedup"] / measured["speedup"]
         noise = again["speedup"] / measured["speedup"]
         out["results"].append(

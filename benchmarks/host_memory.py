@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from child import call_in_child
+
 MODELS = ("super_resolution", "style_transfer", "interpolation")
 
 
@@ -69,18 +69,6 @@ def measure(model_type: str, size: str, keep: bool, threads: int, rounds: int) -
     }
 
 
-def _child(*args: Any) -> dict[str, Any]:
-    code = (
-        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import host_memory as m; "
-        "print('@@' + json.dumps(m.measure(*json.loads(sys.argv[1]))))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{args} failed:\n{proc.stderr[-3000:]}")
-    return dict(json.loads(lines[-1][2:]))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=["256x256", "1280x704"], help="WIDTHxHEIGHT")
@@ -95,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model in args.models:
         for size in args.sizes:
-            default = _child(model, size, False, args.threads, args.rounds)
-            kept = _child(model, size, True, args.threads, args.rounds)
+            default = call_in_child("host_memory", "measure", model, size, False, args.threads, args.rounds)
+            kept = call_in_child("host_memory", "measure", model, size, True, args.threads, args.rounds)
             out["results"].append({"default": default, "kept": kept})
             rows.append(
                 [

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from child import ChildFailed, call_in_child
 
 HERE = Path(__file__).resolve().parent
 CASES = {
@@ -230,15 +230,10 @@ def _hand(loaded: Any, settings: Any, root: Path) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    code = (
-        f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import mixed_precision as m; "
-        "print('@@' + json.dumps(m.run_case(*json.loads(sys.argv[1]))))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@")]
-    if proc.returncode != 0 or not lines:
-        return {"case": args, "error": proc.stderr[-2000:]}
-    return json.loads(lines[-1][2:])
+    try:
+        return call_in_child("mixed_precision", "run_case", *args)
+    except ChildFailed as exc:  # one failed case is reported in the table, the run goes on
+        return {"case": args, "error": str(exc)[-2000:]}
 
 
 def _rows(result: dict[str, Any]) -> list[str]:

@@ -33,8 +33,8 @@ POLICY = "glibc malloc: one arena, no mmap, trim above 1 GiB"
 _applied: bool | None = None
 
 
-def _glibc() -> Any | None:
-    """The process's C library if it is glibc (it has ``mallopt``), else None (musl, macOS, Windows)."""
+def _mallopt() -> Any | None:
+    """glibc's ``mallopt``, or None where the C library is not glibc (musl, macOS, Windows)."""
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
@@ -53,7 +53,7 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied is not None:
         return _applied
-    mallopt = _glibc()
+    mallopt = _mallopt()
     if mallopt is None:
         log.debug("not glibc: freed memory goes back to the OS as the C library decides")
         _applied = False

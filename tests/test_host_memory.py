@@ -39,7 +39,7 @@ def _faults_per_call(tmp_path: Path, keep: bool) -> float:
 
 
 @pytest.mark.skipif(
-    host_memory._glibc() is None, reason="the policy is glibc's mallopt; this C library is not glibc"
+    host_memory._mallopt() is None, reason="the policy is glibc's mallopt; this C library is not glibc"
 )
 def test_the_manager_keeps_freed_memory_and_calls_stop_page_faulting(tmp_path: Path) -> None:
     returned = _faults_per_call(tmp_path, keep=False)
@@ -51,4 +51,4 @@ def test_the_manager_keeps_freed_memory_and_calls_stop_page_faulting(tmp_path: P
 def test_keep_freed_memory_answers_once_and_the_same() -> None:
     first = host_memory.keep_freed_memory()
     assert isinstance(first, bool) and host_memory.keep_freed_memory() is first
-    assert first == (host_memory._glibc() is not None)
+    assert first == (host_memory._mallopt() is not None)
