@@ -21,7 +21,7 @@ import torch
 MODELS = (("super_resolution", "default"), ("style_transfer", "default"), ("interpolation", "default"))
 
 
-async def rows_for(model_type: str, name: str, size: int, iterations: int) -> list[list[str]]:
+async def rows_for(model_type: str, name: str, size: int, iterations: int, aoti: bool) -> list[list[str]]:
     from model_manager import ModelConfig, ModelManager
     from model_manager.optim.benchmark import benchmark
     from model_manager.optim.quality import compare
@@ -36,6 +36,8 @@ async def rows_for(model_type: str, name: str, size: int, iterations: int) -> li
                 "eager FP32": eager,
                 "PyTorch FP16": await m.load_optimized_model(model_type, name, "fp16"),
             }
+            if aoti:  # torch.export + AOTInductor (Triton kernels), FP32
+                runners["AOTInductor FP32"] = await m.load_optimized_model(model_type, name, "aoti")
             if importlib.util.find_spec("tensorrt") is not None:
                 runners["TensorRT FP16"] = await m.load_optimized_model(model_type, name, "tensorrt")
             results = {
@@ -67,13 +69,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--models", nargs="+", default=[t for t, _ in MODELS], help="model types")
+    ap.add_argument("--aoti", action="store_true", help="also the aoti candidate (compiles per model)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to measure", file=sys.stderr)
         return 1
     from model_manager.optim.benchmark import format_table
 
-    rows = [r for t, n in MODELS for r in asyncio.run(rows_for(t, n, args.size, args.iterations))]
+    rows = [
+        r
+        for t, n in MODELS
+        if t in args.models
+        for r in asyncio.run(rows_for(t, n, args.size, args.iterations, args.aoti))
+    ]
     has_trt = importlib.util.find_spec("tensorrt") is not None
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, tensorrt installed: {has_trt}")
     print(format_table(rows, ["model", "input", "engine", "ms (median / p90)", "vs eager FP32", "PSNR dB"]))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import ModelInputError
+from .optim.strategies import strategy
 
 DevicePolicy = Literal["auto", "cpu", "cuda"]
 WarmupSpec = tuple[str, str, str]
@@ -80,6 +81,10 @@ class ModelConfig:
     auto_exclude: tuple[str, ...] = ()
     """Candidates ``auto`` must not consider, e.g. ("int8-torch",) where restarts must load in
     well under a second (its cache hit re-traces the model with torch.fx: 2-3 s in a fresh process)."""
+    auto_include: tuple[str, ...] = ()
+    """Candidates ``auto`` measures only when named here (the strategy table marks them opt-in):
+    ("aoti",) adds the AOTInductor compile, a minute or more per model on 2 cores, measured
+    slower than the served engine on every default model on a CPU (README)."""
     int8_search_trials: int = 48
     """Trials the INT8 float-layer search may spend per build (``optim/mixed_precision.py``); 0
     quantizes every quantizable layer (the INT8 gate still decides whether it is served)."""
@@ -109,6 +114,9 @@ class ModelConfig:
                 f"int8_search_trials must be 0 (off) or an integer >= 4, got {self.int8_search_trials!r}"
             )
         _check_seconds("auto_time_budget_s", self.auto_time_budget_s, allow_inf=False)
+        for field_name in ("auto_exclude", "auto_include"):
+            for name in getattr(self, field_name):
+                strategy(name)  # UnknownStrategyError listing the valid names
         _check_seconds("lock_timeout_s", self.lock_timeout_s, allow_inf=True)
         check_warmup_specs(self.warmup)
 

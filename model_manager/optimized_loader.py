@@ -65,6 +65,7 @@ class OptimizedLoader:
         available = available_candidates(device)
         if requested == AUTO:
             available -= set(self.config.auto_exclude)
+            available -= {n for n in available if strategy(n).auto_opt_in} - set(self.config.auto_include)
         the_plan = plan(requested, self.hardware, available, device)
         for note in the_plan.notes:  # every fallback is logged, and recorded in runner.info.notes
             log.info("%s on %s: %s", requested, device, note)
@@ -123,9 +124,9 @@ class OptimizedLoader:
     def _key(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, digest: str) -> CacheKey:
         hw = self.hardware
         device = hw.gpu_key() if the_plan.device == "cuda" else {"kind": "cpu"}
-        compiled_for_cpu = any(strategy(c).backend == "openvino" for c in the_plan.candidates)
-        measured_here = the_plan.measured or compiled_for_cpu
-        if measured_here:  # the decision (or a compiled blob) depends on this CPU and its threads
+        compiled = any(strategy(c).compiled for c in the_plan.candidates)
+        if the_plan.device == "cpu" and (the_plan.measured or compiled):
+            # the decision (or compiled machine code) depends on this CPU and its threads
             device = {**hw.cpu_key(), "num_threads": self.config.num_threads}
         settings = self._settings(loaded, the_plan, digest)
         return make_key(

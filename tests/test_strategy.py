@@ -88,7 +88,12 @@ def test_probe_reads_this_machine() -> None:
 
 # -- the one strategy table ---------------------------------------------------------------------------
 CPU_EVERYTHING = Hardware(
-    cuda=False, cpu="test cpu", cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}), cores=2, openvino=True
+    cuda=False,
+    cpu="test cpu",
+    cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}),
+    cores=2,
+    openvino=True,
+    cxx_compiler="/usr/bin/g++",
 )
 
 

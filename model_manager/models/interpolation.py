@@ -72,6 +72,30 @@ def _resize(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
 
 
+def _unit_linspace(steps: int, device: torch.device) -> torch.Tensor:
+    """``torch.linspace(-1, 1, steps)`` in float32; under ``torch.export``, the same numbers from ``arange``.
+
+    torch.export specialises ``linspace``'s step count to the example's size, so a model exported
+    with dynamic H / W would only run at that size. ATen's CPU kernel counts from -1 up to the
+    halfway index and from 1 down after it, ``start + step * i`` fused; ``addcmul`` computes
+    exactly that, so the exported grid equals ``linspace``'s bit for bit (checked for every size
+    2..4099 in the tests). Eager and the ONNX export keep calling ``linspace`` itself.
+    """
+    if not torch.compiler.is_exporting():
+        return torch.linspace(-1.0, 1.0, steps, dtype=torch.float32, device=device)
+    return arange_linspace(steps, device)
+
+
+def arange_linspace(steps: int, device: torch.device) -> torch.Tensor:
+    """``linspace(-1, 1, steps)`` as ATen's CPU kernel computes it, from ``arange`` (export-friendly)."""
+    f32 = torch.float32
+    index = torch.arange(steps, dtype=f32, device=device)
+    step = torch.full((), 2.0, dtype=f32, device=device) / (steps - 1)
+    up = torch.addcmul(torch.full((), -1.0, dtype=f32, device=device), index, step)
+    down = torch.addcmul(torch.full((), 1.0, dtype=f32, device=device), (steps - 1) - index, step, value=-1)
+    return torch.where(index < steps // 2, up, down)
+
+
 class WarpGrid(NamedTuple):
     """What every warp of one forward pass shares: the reference's identity grid and flow divisor.
 
@@ -87,8 +111,8 @@ class WarpGrid(NamedTuple):
     def of(cls, height: int, width: int, device: torch.device) -> WarpGrid:
         """The grid for frames of this size, made once per forward pass (the reference caches it)."""
         f32 = torch.float32
-        xs = torch.linspace(-1.0, 1.0, width, dtype=f32, device=device).view(1, 1, 1, width)
-        ys = torch.linspace(-1.0, 1.0, height, dtype=f32, device=device).view(1, 1, height, 1)
+        xs = _unit_linspace(width, device).view(1, 1, 1, width)
+        ys = _unit_linspace(height, device).view(1, 1, height, 1)
         base = torch.cat([xs.expand(1, 1, height, width), ys.expand(1, 1, height, width)], 1)
         one = torch.ones((1, 1, 1, 1), dtype=f32, device=device)
         half_extent = torch.cat([one * ((width - 1.0) / 2.0), one * ((height - 1.0) / 2.0)], 1)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -27,6 +30,8 @@ class Hardware:
     cpu: str = ""
     cpu_flags: frozenset[str] = field(default_factory=frozenset)
     cores: int = 1
+    cxx_compiler: str | None = None
+    """The C++ compiler AOTInductor would run (None: ``aoti`` cannot be built here)."""
 
     @property
     def native_bf16(self) -> bool:
@@ -68,7 +73,25 @@ def probe_hardware() -> Hardware:
         cpu=cpu_model(),
         cpu_flags=_cpu_flags(),
         cores=os.cpu_count() or 1,
+        cxx_compiler=cxx_compiler(),
     )
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler AOTInductor would use (``CXX``, else ``g++``; ``clang++`` on macOS), if it runs.
+
+    The same search as inductor's default (``torch._inductor.config.cpp.cxx``) without importing
+    inductor, so probing the machine stays cheap.
+    """
+    name = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
+    path = shutil.which(name)
+    if path is None:
+        return None
+    try:
+        subprocess.run([path, "--version"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path
 
 
 def _ort_providers() -> tuple[str, ...]:

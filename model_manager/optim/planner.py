@@ -25,6 +25,8 @@ from .strategies import (
 
 __all__ = ["BASELINE", "Plan", "plan"]
 
+NO_CXX = "needs a C++ compiler to build (AOTInductor compiles C++) and none runs here: set CXX or install g++"
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -70,6 +72,8 @@ def check_available(name: str, hw: Hardware, available: Collection[str], device:
         raise StrategyUnavailableError(
             f"{name} needs a CPU with native BF16 (AVX-512 BF16 or AMX); this one would emulate it"
         )
+    if s.needs_cxx and hw.cxx_compiler is None:
+        raise StrategyUnavailableError(f"{name} {NO_CXX}")
     if name not in available:
         raise StrategyUnavailableError(f"optimization {name!r} is not available on {device} in this build")
 
@@ -83,6 +87,10 @@ def _plan_auto_cpu(hw: Hardware, available: Collection[str]) -> Plan:
         notes.append(
             f"{', '.join(needs_bf16)} skipped: this CPU has no native BF16 (it would be emulated, slowly)"
         )
+    needs_cxx = tuple(c for c in candidates if strategy(c).needs_cxx)
+    if needs_cxx and hw.cxx_compiler is None:
+        candidates = tuple(c for c in candidates if c not in needs_cxx)
+        notes.append(f"{', '.join(needs_cxx)} skipped: {NO_CXX}")
     if not hw.has_extra("openvino"):
         notes.append(f"OpenVINO not considered: it needs the openvino extra ({install_hint('openvino')})")
     return Plan(AUTO, candidates, "cpu", True, tuple(notes))

@@ -44,6 +44,13 @@ class Strategy:
     native_bf16: bool
     """On a CPU it needs native BF16 (AVX-512 BF16 or AMX); elsewhere BF16 is emulated, slowly."""
     summary: str
+    compiled: bool = False
+    """Its artifact is machine code for this CPU (an OpenVINO blob, an AOTInductor library): the
+    cache key carries the CPU, its features and the thread count."""
+    needs_cxx: bool = False
+    """Its build runs a C++ compiler (AOTInductor); where none is found ``auto`` skips it, saying why."""
+    auto_opt_in: bool = False
+    """``auto`` measures it on a CPU only where ``ModelConfig.auto_include`` names it (a costly build)."""
 
 
 _CPU: tuple[Device, ...] = ("cpu",)
@@ -69,11 +76,14 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("onnx",            "onnxruntime", "fp32", _BOTH, None,       8,   2,    False,
              "ONNX Runtime FP32 (the CUDA provider on a GPU)"),
     Strategy("openvino",        "openvino",    "fp32", _CPU,  "openvino", 9,   None, False,
-             "OpenVINO IR, FP32 (precision hint f32, asked for explicitly)"),
+             "OpenVINO IR, FP32 (precision hint f32, asked for explicitly)", compiled=True),
     Strategy("openvino-bf16",   "openvino",    "bf16", _CPU,  "openvino", 6,   None, True,
-             "OpenVINO IR under the BF16 precision hint"),
+             "OpenVINO IR under the BF16 precision hint", compiled=True),
     Strategy("openvino-int8",   "openvino",    "int8", _CPU,  "openvino", 4,   None, False,
-             "OpenVINO IR quantized by NNCF post-training INT8"),
+             "OpenVINO IR quantized by NNCF post-training INT8", compiled=True),
+    Strategy("aoti",            "torch",       "fp32", _BOTH, None,       11,  None, False,
+             "torch.export + AOTInductor: the FP32 module compiled into a .pt2 package (C++ on a CPU,"
+             " Triton on CUDA)", compiled=True, needs_cxx=True, auto_opt_in=True),
     Strategy("tensorrt",        "tensorrt",    "fp16", _CUDA, "tensorrt", None, 1,   False,
              "TensorRT engine from this project's FP16 ONNX"),
     Strategy("tensorrt-int8",   "tensorrt",    "int8", _CUDA, "tensorrt", None, None, False,
@@ -153,8 +163,10 @@ def markdown_table() -> str:
     for s in STRATEGIES:
         needs = [f"`{s.extra}` extra"] if s.extra else []
         needs += ["native BF16 CPU"] if s.native_bf16 else []
+        needs += ["C++ compiler"] if s.needs_cxx else []
+        opt_in = " (opt-in)" if s.auto_opt_in else ""
         auto = ", ".join(
-            ([f"CPU #{CPU_AUTO_ORDER.index(s.name) + 1}"] if s.cpu_rank is not None else [])
+            ([f"CPU #{CPU_AUTO_ORDER.index(s.name) + 1}{opt_in}"] if s.cpu_rank is not None else [])
             + ([f"CUDA #{CUDA_AUTO_CHAIN.index(s.name) + 1}"] if s.cuda_rank is not None else [])
         )
         rows.append(

@@ -20,6 +20,7 @@ PLUGINS: tuple[tuple[str, str | None], ...] = (
     ("ort", None),
     ("fx_int8", None),
     ("ov", "openvino"),
+    ("aoti", None),
     ("trt", "tensorrt"),
 )
 """(module, extra it needs) for every plugin of this package."""
