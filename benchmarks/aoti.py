@@ -45,7 +45,7 @@ async def _build(cache: str, model_type: str, threads: int) -> dict[str, Any]:
             runner = await manager.load_optimized_model(model_type, "default", strategy)
             out[strategy] = {"build_s": runner.info.build_seconds, "served": runner.info.strategy}
             if strategy == "aoti":
-                shapes = read_shapes(Path(runner.info.artifact_path or "").parent)
+                shapes = read_shapes(Path(runner.info.artifact_path or ""))
                 out[strategy].update(export_s=shapes.export_s, compile_s=shapes.compile_s)
                 out[strategy]["min_hw"] = [shapes.min_height, shapes.min_width]
     return out

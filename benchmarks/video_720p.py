@@ -9,6 +9,9 @@ Issue 17, item 5. In one fresh process per run, with one cache folder built by `
   and zoom) interpolated x2 by ``process_frames`` (batch 4, the video pipeline's default): output
   frames per second of the whole run, ``none`` and ``auto``, ``--repeats`` runs each, alternating.
 
+``--seeded rife-4.26`` adds calls of that catalogue entry with its architecture's seeded weights
+(registered as a checkpoint; no published weights here); ``--frames 0`` skips the video.
+
 Only the public API is used, so the same file measures an older checkout (``PYTHONPATH=old``) for
 the "before" column.
 
@@ -43,9 +46,11 @@ CALL_MODELS = ("interpolation", "style_transfer")
 STRATEGIES = ("none", "auto")
 
 
-async def _calls(manager: ModelManager, model_type: str, rounds: int) -> dict[str, Any]:
+async def _calls(
+    manager: ModelManager, model_type: str, rounds: int, name: str = "default"
+) -> dict[str, Any]:
     """One 1280x720 call of eager FP32 and of what ``auto`` serves, timed interleaved."""
-    runners = {s: await manager.load_optimized_model(model_type, "default", s) for s in STRATEGIES}
+    runners = {s: await manager.load_optimized_model(model_type, name, s) for s in STRATEGIES}
     inputs = [torch.from_numpy(x) for x in sample_batch(runners["none"].descriptor, SIZE)]
     fns = {s: functools.partial(r, *inputs) for s, r in runners.items()}
     reference = fns["none"]()
@@ -53,7 +58,7 @@ async def _calls(manager: ModelManager, model_type: str, rounds: int) -> dict[st
     timings = benchmark_interleaved(fns, rounds=rounds)
     eager = timings["none"].median_ms
     return {
-        "model": f"{model_type}/default",
+        "model": f"{model_type}/{name}",
         "served": runners["auto"].info.strategy,
         "psnr_db_vs_eager": round(psnr, 2),
         "rows": {
@@ -86,14 +91,34 @@ async def _video_fps(manager: ModelManager, frames: list[np.ndarray], repeats: i
     }
 
 
-async def run(threads: int, rounds: int, frames: int, repeats: int, call_models: list[str]) -> dict[str, Any]:
+async def _register_seeded(manager: ModelManager, name: str, folder: Path) -> None:
+    """Register catalogue interpolation entry ``name`` with its architecture's seeded init."""
+    from model_manager.models import all_architectures
+    from model_manager.registry import ModelRegistry
+
+    entry = ModelRegistry.with_builtins().get("interpolation", name)
+    module = all_architectures()[entry.architecture].create(entry.hyperparameters, seed=0).module
+    path = folder / f"{name}-seeded.pth"
+    torch.save(module.state_dict(), path)
+    await manager.register_checkpoint("interpolation", name, path)
+
+
+async def run(
+    threads: int, rounds: int, frames: int, repeats: int, call_models: list[str], seeded: list[str]
+) -> dict[str, Any]:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as cache:
         config = ModelConfig(cache_dir=Path(cache), num_threads=threads)
         async with ModelManager(config) as manager:
-            for model_type in {*call_models, "interpolation"}:  # builds (auto) happen before timing
-                await manager.load_optimized_model(model_type, "default", "auto")
+            for name in seeded:
+                await _register_seeded(manager, name, Path(cache))
+                await manager.load_optimized_model("interpolation", name, "auto")
+            for model_type in {*call_models, "interpolation"} if frames else call_models:
+                await manager.load_optimized_model(model_type, "default", "auto")  # builds before timing
             calls = [await _calls(manager, m, rounds) for m in call_models]
+            calls += [await _calls(manager, "interpolation", rounds, name) for name in seeded]
+            if not frames:
+                return {"calls": calls, "video": None}
             clip = pan_zoom_frames("astronaut", frames, SIZE)
             video = await _video_fps(manager, clip, repeats)
     return {"calls": calls, "video": video}
@@ -103,13 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8, help="timed calls per contender at 1280x720")
-    ap.add_argument("--frames", type=int, default=9, help="source frames of the clip")
+    ap.add_argument("--frames", type=int, default=9, help="source frames of the clip (0: calls only)")
     ap.add_argument("--repeats", type=int, default=2, help="process_frames runs per strategy")
     ap.add_argument("--calls", nargs="*", default=list(CALL_MODELS), help="model types timed per call")
+    ap.add_argument(
+        "--seeded", nargs="*", default=[], help="catalogue interpolation names timed with seeded weights"
+    )
     ap.add_argument("--label", default="")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    result = asyncio.run(run(args.threads, args.rounds, args.frames, args.repeats, args.calls))
+    result = asyncio.run(run(args.threads, args.rounds, args.frames, args.repeats, args.calls, args.seeded))
     out = {"machine": machine_info(), "threads": args.threads, "label": args.label, **result}
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
@@ -131,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     v = result["video"]
+    if v is None:  # --frames 0: calls only
+        return 0
     print(
         f"process_frames 720p x2 interpolation, {v['frames_in']} -> {v['frames_out']} frames: "
         + ", ".join(f"{s} {fps} frames/s" for s, fps in v["fps"].items())
