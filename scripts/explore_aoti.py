@@ -7,8 +7,9 @@ dynamic H / W (multiples of the model's size multiple, within the profile), comp
 
     python scripts/explore_aoti.py interpolation [--sizes 256x256 1280x704] [--static] [--json out.json]
 
-``--static`` exports and compiles once per size: IFNet does not export with dynamic H / W
-(``torch.linspace`` with a symbolic step count specialises the size).
+``--static`` exports and compiles once per size. (IFNet did not export with dynamic H / W until its
+grid stopped calling ``torch.linspace`` under export; the served candidate is ``aoti``,
+``optim/aoti.py``, measured by ``benchmarks/aoti.py``.)
 """
 
 from __future__ import annotations

@@ -17,14 +17,16 @@ import pytest
 import torch
 
 from model_manager import ModelConfig, ModelManager, Optimization, StrategyUnavailableError
+from model_manager.descriptor import ModelDescriptor
 from model_manager.errors import InvalidInputError, UnknownStrategyError
 from model_manager.models import all_architectures
 from model_manager.models.interpolation import arange_linspace
-from model_manager.optim.aoti import dynamic_shapes, export_example
+from model_manager.optim.aoti import admitted_shapes, dynamic_shapes, export_example
 from model_manager.optim.hardware import Hardware, cxx_compiler, probe_hardware
 from model_manager.optim.planner import plan
 from model_manager.registry import ModelRegistry
-from model_manager.runners.aoti_runner import PACKAGE
+from model_manager.runners import RunnerInfo
+from model_manager.runners.aoti_runner import PACKAGE, SHAPES, AotiRunner, ExportedShapes, below_minimum
 from model_manager.samples import sample_batch
 
 from .conftest import small_config
@@ -50,6 +52,14 @@ def test_dynamic_shapes_share_one_batch_and_follow_the_size_multiple() -> None:
     assert "64" in str(shapes[0][2])  # H in steps of IFNet's size multiple
     espcn = registry.get("super_resolution", "default").load().descriptor
     assert set(dynamic_shapes(espcn)[0]) == {0, 2, 3}
+
+
+def test_sizes_below_what_the_package_admits_are_named() -> None:
+    """IFNet: export raises H / W's minimum to two blocks (128) although the profile starts at 64."""
+    shapes = ExportedShapes(1, 128, 128, 64, "cpu", 24.0, 770.0)
+    assert below_minimum(shapes, (1, 128, 192)) is None
+    assert below_minimum(shapes, (2, 64, 192)) == "height 64 is below the exported minimum 128"
+    assert below_minimum(shapes, (1, 128, 64)) == "width 64 is below the exported minimum 128"
 
 
 def test_auto_skips_aoti_without_a_compiler_and_says_why() -> None:
@@ -128,6 +138,21 @@ def _eager(module: torch.nn.Module, *inputs: np.ndarray) -> np.ndarray:
         return module(*[torch.from_numpy(x) for x in inputs]).numpy()
 
 
+def _check_the_runner_refuses_below_the_minimum(
+    package: Path, folder: Path, descriptor: ModelDescriptor
+) -> None:
+    """The real package, its admitted minimum raised to 64 (as export raises IFNet's): refused, named."""
+    folder.mkdir()
+    shutil.copy(package, folder / PACKAGE)
+    shapes = json.loads((package.parent / SHAPES).read_text())
+    (folder / SHAPES).write_text(json.dumps({**shapes, "min_height": 64}))
+    info = RunnerInfo("super_resolution", "default", "aoti", "torch", "cpu", "fp32")
+    with AotiRunner(folder / PACKAGE, descriptor, info) as strict:
+        assert strict(sample_batch(descriptor, (64, 56))[0]).shape[-2:] == (128, 112)
+        with pytest.raises(InvalidInputError, match="height 40 is below the exported minimum 64"):
+            strict(sample_batch(descriptor, (40, 56))[0])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_GXX, reason="AOTInductor needs a C++ compiler; none runs here")
 async def test_aoti_package_round_trips_and_a_corrupt_one_is_rebuilt(tmp_path: Path) -> None:
@@ -141,10 +166,9 @@ async def test_aoti_package_round_trips_and_a_corrupt_one_is_rebuilt(tmp_path: P
             x = np.concatenate([sample_batch(runner.descriptor, size)[0]] * batch)
             np.testing.assert_allclose(runner(x), _eager(module, x), atol=1e-4)
         expected = _eager(module, sample_batch(runner.descriptor, (40, 56))[0])
-        with pytest.raises(InvalidInputError, match="height 1 is below the exported minimum 2"):
-            runner(sample_batch(runner.descriptor, (1, 56))[0])
         package = Path(runner.info.artifact_path or "") / PACKAGE
     assert package.is_file()
+    _check_the_runner_refuses_below_the_minimum(package, tmp_path / "strict", runner.descriptor)
 
     out = subprocess.run(
         [sys.executable, "-c", SECOND_PROCESS, str(tmp_path / "cache"), str(tmp_path / "second.npy")],
@@ -197,7 +221,11 @@ def test_ifnet_exports_with_symbolic_sizes_and_its_program_matches_eager() -> No
     program = torch.export.export(module, tuple(example), dynamic_shapes=dynamic_shapes(descriptor))
     first = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == "img0")
     assert all(isinstance(d, torch.SymInt) for d in first.meta["val"].shape[::2])  # batch, H, W free
+    admitted = admitted_shapes(program, descriptor, "cpu", 0.0, 0.0)
+    assert (admitted.min_batch, admitted.min_height, admitted.min_width) == (1, 128, 128)
     exported = program.module()
+    with pytest.raises(AssertionError, match="Guard failed"):  # one block of 64: the program refuses
+        exported(*[torch.from_numpy(f) for f in sample_batch(descriptor, (64, 128))])
     for batch, size in ((1, (128, 192)), (3, (192, 320))):
         frames = [np.concatenate([f] * batch) for f in sample_batch(descriptor, size)]
         with torch.inference_mode():

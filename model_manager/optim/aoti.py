@@ -71,13 +71,13 @@ def package_from_module(
     export_s = time.perf_counter() - started
     started = time.perf_counter()
     aoti_compile_and_package(program, package_path=str(folder / PACKAGE))
-    shapes = _accepted(program, descriptor, device, export_s, time.perf_counter() - started)
+    shapes = admitted_shapes(program, descriptor, device, export_s, time.perf_counter() - started)
     (folder / SHAPES).write_text(json.dumps(asdict(shapes), indent=1))
     log.info("AOTInductor: export %.1f s, compile %.1f s", shapes.export_s, shapes.compile_s)
     return [PACKAGE, SHAPES]
 
 
-def _accepted(
+def admitted_shapes(
     program: Any, descriptor: ModelDescriptor, device: str, export_s: float, compile_s: float
 ) -> ExportedShapes:
     """The smallest batch / H / W the exported program admits (torch.export may raise a minimum)."""
@@ -97,16 +97,20 @@ def _params(program: Any) -> set[str]:
 
 
 def _lower_bound(program: Any, dim: Any) -> int:
-    """A dim's smallest admitted value from the program's range constraints (an int dim is itself)."""
+    """A dim's smallest admitted value (an int dim is itself).
+
+    For ``multiple * blocks`` the symbol's own range rules: torch.export may raise ``blocks`` to 2
+    (it assumes sizes are not 0 or 1) while still listing the product from one multiple up, and the
+    compiled code carries that assumption (IFNet's program guards refuse one block of 64).
+    """
     if isinstance(dim, int):
         return dim
-    expr = dim.node.expr
     ranges = program.range_constraints
-    if expr in ranges:
-        return int(ranges[expr].lower)
-    # multiple * symbol: scale the symbol's range
-    coeff, symbol = expr.as_coeff_Mul()
-    return int(coeff) * int(ranges[symbol].lower)
+    coeff, symbol = dim.node.expr.as_coeff_Mul()
+    lows = [int(coeff) * int(ranges[symbol].lower)] if symbol in ranges else []
+    if dim.node.expr in ranges:
+        lows.append(int(ranges[dim.node.expr].lower))
+    return max(lows, default=1)
 
 
 def _first_line(exc: BaseException) -> str:
