@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -129,3 +130,40 @@ async def test_async_infer_does_not_block_the_event_loop() -> None:
     task.cancel()
     assert float(out.max()) == 2.0
     assert ticks >= 10  # the loop kept running during the 0.3 s forward
+
+
+class _Gated(nn.Module):
+    """A real module whose forward waits for the test to let it finish (a call held in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        assert self.go.wait(10), "the test never let the call finish"
+        return x * 2
+
+
+def test_close_during_a_call_refuses_new_calls_and_releases_when_the_call_returns() -> None:
+    """Issue 18, defect 2: close() used to free the backend under a call still running on it."""
+    spec = TensorSpec("input", ("batch", 3, "height", "width"))
+    desc = ModelDescriptor("super_resolution", "gated", (spec,), spec, size_min=1)
+    gated = _Gated()
+    runner = TorchRunner(gated, desc, RunnerInfo("super_resolution", "gated", "none", "torch", "cpu", "fp32"))
+    results: list[np.ndarray] = []
+    call = threading.Thread(target=lambda: results.append(runner(np.ones((1, 3, 4, 4), np.float32))))
+    call.start()
+    assert gated.entered.wait(10)
+    runner.close()  # returns at once: a call is in flight
+    assert runner.closed and runner.module is not None  # its resources stay until it returns
+    with pytest.raises(RunnerClosedError):
+        runner(np.ones((1, 3, 4, 4), np.float32))
+    gated.go.set()
+    call.join(10)
+    assert len(results) == 1 and float(results[0].max()) == 2.0
+    assert runner.module is None  # released by the last call out
+    idle = _runner("ESPCN")
+    idle.close()
+    assert idle.module is None  # nothing in flight: released by close itself

@@ -56,7 +56,8 @@ class Runner(abc.ABC):
         self.descriptor = descriptor
         self.info = info
         self._closed = False
-        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._lock = threading.Lock()  # guards _closed and _in_flight; never held while running
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -70,25 +71,44 @@ class Runner(abc.ABC):
 
     def __call__(self, *inputs: Any) -> Any:
         """Run synchronously; numpy in gives numpy out, torch in gives torch out (same device)."""
-        if self._closed:
-            raise RunnerClosedError(f"runner for {self.info.model_type}/{self.info.name} is closed")
-        tensors = validate_inputs(self.descriptor, inputs)
-        height, width = _image_size(self.descriptor, tensors)
-        padded = pad_inputs(self.descriptor, tensors)
-        output = self._infer_impl(padded)
-        output = crop_output(self.descriptor, output, height, width).contiguous()
-        return _like(output, inputs[0])
+        with self._lock:
+            if self._closed:
+                raise RunnerClosedError(f"runner for {self.info.model_type}/{self.info.name} is closed")
+            self._in_flight += 1
+        try:
+            tensors = validate_inputs(self.descriptor, inputs)
+            height, width = _image_size(self.descriptor, tensors)
+            padded = pad_inputs(self.descriptor, tensors)
+            output = self._infer_impl(padded)
+            output = crop_output(self.descriptor, output, height, width).contiguous()
+            return _like(output, inputs[0])
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                drained = self._closed and self._in_flight == 0
+            if drained:  # close() came while this call ran: the last call out releases
+                self._release()
 
     async def infer(self, *inputs: Any) -> Any:
         """Same as calling the runner, in a worker thread so the event loop keeps running."""
         return await asyncio.to_thread(self.__call__, *inputs)
 
     def close(self) -> None:
-        """Release the backend's resources; further calls raise RunnerClosedError. Idempotent."""
+        """Refuse new calls (RunnerClosedError) and release the backend's resources. Idempotent.
+
+        Calls already running finish on intact resources: with none in flight the release happens
+        here, otherwise when the last of them returns (close never blocks, e.g. an LRU eviction on
+        the event loop), so no call can reach a freed session, context or engine.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            idle = self._in_flight == 0
+        if idle:
+            self._release()
+
+    def _release(self) -> None:
         self._close_impl()
         log.debug("closed %s runner for %s/%s", self.info.backend, self.info.model_type, self.info.name)
 

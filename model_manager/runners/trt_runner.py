@@ -56,7 +56,7 @@ class TrtRunner(Runner):
         self.profiles = {n: self._profile(n) for n in self._inputs}
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[Shape, ...], _Graph] = {}
-        self._lock = threading.Lock()  # one execution context: one enqueue at a time
+        self._enqueue_lock = threading.Lock()  # one execution context: one enqueue at a time
         self.info.artifact_path = self.info.artifact_path or str(self.path)
         self.info.device = "cuda"
 
@@ -99,7 +99,7 @@ class TrtRunner(Runner):
         shapes = tuple(tuple(int(d) for d in t.shape) for t in tensors)
         for name, shape in zip(self._inputs, shapes):
             self._check_profile(name, shape)
-        with self._lock:
+        with self._enqueue_lock:
             if self.cuda_graph:
                 return self._graph_for(shapes).run(tensors)
             return self._enqueue(tensors, torch.cuda.current_stream(self.device))
