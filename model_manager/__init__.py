@@ -26,6 +26,7 @@ _EXPORTS = {
     "Runner": "runners",
     "RunnerInfo": "runners",
     "TorchRunner": "runners",
+    "TensorRTOptions": "optim.trt_options",
 }
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     )
     from .manager import ModelManager
     from .optim.strategies import Optimization
+    from .optim.trt_options import TensorRTOptions
     from .registry import ModelRegistry
     from .runners import OrtRunner, Runner, RunnerInfo, TorchRunner
 
@@ -107,6 +109,7 @@ __all__ = [
     "ShapeProfile",
     "StateDictMismatchError",
     "StrategyUnavailableError",
+    "TensorRTOptions",
     "TensorSpec",
     "TorchRunner",
     "UnknownModelError",

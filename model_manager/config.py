@@ -18,6 +18,7 @@ from typing import Literal
 
 from .errors import ModelInputError
 from .optim.strategies import strategy
+from .optim.trt_options import TensorRTOptions
 
 DevicePolicy = Literal["auto", "cpu", "cuda"]
 WarmupSpec = tuple[str, str, str]
@@ -92,6 +93,9 @@ class ModelConfig:
     """Build artifacts in a child process (a native crash cannot take the application down)."""
     lock_timeout_s: float = 3600.0
     """How long to wait for another process building the same artifact."""
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    """TensorRT workspace, optimisation level, hardware / version compatibility (in the cache key
+    of engine builds) and CUDA graphs for the served engine."""
     keep_freed_memory: bool = True
     """Keep freed memory in the process (glibc: one arena, no mmap; ``host_memory.py``): eager
     PyTorch on the CPU stops page-faulting on every call (1.2-1.3x faster at 256x256, 1.7-2.3x
@@ -118,6 +122,8 @@ class ModelConfig:
             for name in getattr(self, field_name):
                 strategy(name)  # UnknownStrategyError listing the valid names
         _check_seconds("lock_timeout_s", self.lock_timeout_s, allow_inf=True)
+        if not isinstance(self.tensorrt, TensorRTOptions):
+            raise ModelInputError(f"tensorrt must be a TensorRTOptions, got {type(self.tensorrt).__name__}")
         check_warmup_specs(self.warmup)
 
     @classmethod

@@ -136,7 +136,9 @@ class OptimizedLoader:
             the_plan.requested,
             architecture=loaded.architecture,
             hyperparameters=loaded.hyperparameters,
-            precision="auto" if the_plan.measured else strategy(the_plan.candidates[0]).precision,
+            precision="auto"
+            if the_plan.measured or the_plan.fallback
+            else strategy(the_plan.candidates[0]).precision,
             profile=loaded.descriptor.profile.to_dict() if loaded.descriptor.profile else None,
             export=EXPORT_SETTINGS,
             device=device,
@@ -148,6 +150,7 @@ class OptimizedLoader:
                 "method": BUILD_METHOD,
                 "graph_revision": loaded.graph_revision,
                 "host_memory": POLICY if self.config.keep_freed_memory else "glibc defaults",
+                **({"tensorrt": settings.tensorrt} if _builds_engines(the_plan) else {}),
             },
         )
 
@@ -164,6 +167,7 @@ class OptimizedLoader:
             opt_batch=batch,
             weights_sha256=digest,
             intermediates_root=str(self.cache.root),
+            tensorrt=self.config.tensorrt.build_fields(),
         )
 
     def _builder(
@@ -222,6 +226,7 @@ class OptimizedLoader:
             info,
             the_plan.device,
             self.config.num_threads,
+            cuda_graph=self.config.tensorrt.cuda_graph,
         )
         runner = cand.open(req)
         log.info(
@@ -234,3 +239,8 @@ class OptimizedLoader:
             " [cache hit]" if cached.hit else "",
         )
         return runner
+
+
+def _builds_engines(the_plan: Plan) -> bool:
+    """Whether the plan may build a TensorRT engine (whose build options then join the key)."""
+    return any(strategy(c).backend == "tensorrt" for c in the_plan.candidates)

@@ -102,6 +102,19 @@ def reporting(listener: DetailListener) -> Iterator[None]:
         _DETAIL.reset(token)
 
 
+def detail_reporter() -> DetailListener:
+    """:func:`detail` bound to this context's listener, for callbacks that arrive on other threads
+    (TensorRT calls its progress monitor from its own threads, where the context is not set)."""
+    listener = _DETAIL.get()
+
+    def report(message: str) -> None:
+        log.debug("build detail: %s", message)
+        if listener is not None:
+            listener(message)
+
+    return report
+
+
 def detail(message: str) -> None:
     """Report what the current build step is doing (a no-op outside a build)."""
     log.debug("build detail: %s", message)

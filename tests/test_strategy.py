@@ -6,6 +6,8 @@ tests say so in their names); nothing else is faked.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from model_manager import Optimization, StrategyUnavailableError
@@ -36,16 +38,20 @@ def test_auto_skips_bf16_on_a_cpu_without_native_bf16() -> None:
     assert "bf16" in plan(Optimization.AUTO, CPU_BF16, ALL, "cpu").candidates
 
 
-def test_auto_on_described_gpu_prefers_tensorrt() -> None:
-    p = plan(Optimization.AUTO, _described_gpu(True, True), ALL, "cuda")
-    assert p.candidates == ("tensorrt",) and not p.notes
+def test_auto_on_described_gpu_is_the_whole_chain_tried_in_order() -> None:
+    """Issue 18, defect 4: CUDA auto planned TensorRT alone, so a failed engine build was an error."""
+    gpu = replace(_described_gpu(True, True), cxx_compiler="g++")
+    p = plan(Optimization.AUTO, gpu, ALL | {"aoti"}, "cuda")
+    assert p.candidates == ("tensorrt", "onnx", "fp16", "aoti") and p.fallback and not p.measured
+    assert not p.notes
 
 
 def test_auto_on_described_gpu_without_tensorrt_falls_back_with_reasons() -> None:
     p = plan(Optimization.AUTO, _described_gpu(False, True), ALL, "cuda")
-    assert p.candidates == ("onnx",) and "tensorrt package is not installed" in p.notes[0]
+    assert p.candidates == ("onnx", "fp16") and "tensorrt package is not installed" in p.notes[0]
+    assert any("aoti not used" in n and "C++ compiler" in n for n in p.notes)
     p = plan(Optimization.AUTO, _described_gpu(False, False), ALL, "cuda")
-    assert p.candidates == ("fp16",) and len(p.notes) == 2 and "CUDAExecutionProvider" in p.notes[1]
+    assert p.candidates == ("fp16",) and len(p.notes) == 3 and "CUDAExecutionProvider" in p.notes[1]
 
 
 def test_explicit_strategies_say_why_they_cannot_run() -> None:
@@ -106,7 +112,7 @@ def test_every_strategy_auto_can_serve_can_be_asked_for_by_name() -> None:
         assert parse_optimization(name.upper().replace("-", "_")) == name
         assert Optimization(name).value == name
         assert plan(name, CPU_EVERYTHING, everything, "cpu").candidates == (name,)
-    gpu = Hardware(cuda=True, tensorrt=True, ort_providers=("CUDAExecutionProvider",))
+    gpu = Hardware(cuda=True, tensorrt=True, ort_providers=("CUDAExecutionProvider",), cxx_compiler="g++")
     for name in CUDA_AUTO_CHAIN:
         assert plan(name, gpu, everything, "cuda").candidates == (name,)
 

@@ -10,6 +10,7 @@ they are skipped where CUDA or TensorRT is absent (scripts/gpu_check.sh runs the
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -105,13 +106,157 @@ def test_the_sidecar_records_what_the_engine_is_bound_to(tmp_path: Path) -> None
 
 
 def test_an_engine_for_another_gpu_or_tensorrt_is_not_current() -> None:
-    """Each differing field is a reason; a hardware-compatible engine ignores the GPU name only."""
+    """Each differing rule is a reason: the TensorRT version, then the GPU (name and capability)."""
     sidecar = {**H200, "config": {"hardware_compatibility": "none"}}
     assert engine_is_current(sidecar, H200) == (True, [])
     ok, reasons = engine_is_current(sidecar, {**H200, "tensorrt": "10.13.0", "gpu": "NVIDIA L4"})
     assert not ok and len(reasons) == 2 and any("10.13.0" in r for r in reasons)
-    portable = {**sidecar, "config": {"hardware_compatibility": "ampere_plus"}}
-    assert engine_is_current(portable, {**H200, "gpu": "NVIDIA H100"}) == (True, [])
+    same_cc_other_name = {**H200, "gpu": "NVIDIA H100 80GB HBM3"}
+    assert not engine_is_current(sidecar, same_cc_other_name)[0]  # without compatibility: this GPU only
+
+
+def test_hardware_compatible_engines_follow_the_compute_capability_rule() -> None:
+    """Issue 18, defect 5: only the GPU name was relaxed: an ampere_plus engine built on an H200 was
+    refused on an L4 (8.9) and a same_compute_capability one on an H100 (same 9.0)."""
+    ampere_plus = {**H200, "config": {"hardware_compatibility": "ampere_plus"}}
+    assert engine_is_current(ampere_plus, {**H200, "gpu": "NVIDIA L4", "compute_capability": [8, 9]}) == (
+        True,
+        [],
+    )
+    ok, reasons = engine_is_current(ampere_plus, {**H200, "gpu": "Tesla T4", "compute_capability": [7, 5]})
+    assert not ok and "compute capability >= 8.0" in reasons[0]
+    same_cc = {**H200, "config": {"hardware_compatibility": "same_compute_capability"}}
+    assert engine_is_current(same_cc, {**H200, "gpu": "NVIDIA H100 80GB HBM3"}) == (True, [])
+    ok, reasons = engine_is_current(same_cc, {**H200, "gpu": "NVIDIA L4", "compute_capability": [8, 9]})
+    assert not ok and "compute_capability [9, 0]" in reasons[0]
+
+
+def test_version_compatible_engines_run_on_later_releases_of_the_same_major() -> None:
+    """Issue 18, defect 5: the exact TensorRT version was demanded even of version-compatible engines."""
+    portable = {**H200, "config": {"version_compatible": True}}
+    assert engine_is_current(portable, {**H200, "tensorrt": "11.6.1.4"}) == (True, [])
+    for older_or_other_major in ("11.3.0.1", "12.0.0.1", "10.13.0.35"):
+        ok, reasons = engine_is_current(portable, {**H200, "tensorrt": older_or_other_major})
+        assert not ok and "version-compatible" in reasons[0] and older_or_other_major in reasons[0]
+    assert not engine_is_current({**H200, "config": {}}, {**H200, "tensorrt": "11.6.1.4"})[0]
+
+
+def test_a_managed_build_shares_one_timing_cache_per_gpu_and_version_outside_the_entry(
+    tmp_path: Path,
+) -> None:
+    """Issue 18, defect 1: the timing cache lived in the entry's throwaway build folder."""
+    from model_manager.optim.candidates.trt import engine_config
+
+    settings = BuildSettings(device="cuda", intermediates_root=str(tmp_path))
+    config = engine_config(settings, "fp16", H200)
+    assert config.timing_cache == tmp_path / ".tensorrt-timing" / "nvidia-h200-sm90-trt11.4.0.106.cache"
+    other_gpu = engine_config(settings, "int8", {**H200, "gpu": "NVIDIA L4", "compute_capability": [8, 9]})
+    assert other_gpu.timing_cache is not None and other_gpu.timing_cache.parent == config.timing_cache.parent
+    assert other_gpu.timing_cache != config.timing_cache
+    assert (
+        engine_config(settings, "fp16", {**H200, "tensorrt": "11.5.0.1"}).timing_cache != config.timing_cache
+    )
+    assert config.key_fields() == TensorRTConfig("fp16").key_fields()  # where it lives is not in the key
+
+
+class _SimulatedTimingCache:
+    """Stands in for trt.ITimingCache (no TensorRT here): a set of tactic timings, serialised as JSON."""
+
+    def __init__(self, entries: set[str]) -> None:
+        self.entries = entries
+
+    def combine(self, other: _SimulatedTimingCache, ignore_mismatch: bool) -> bool:
+        self.entries |= other.entries
+        return True
+
+    def serialize(self) -> bytes:
+        return json.dumps(sorted(self.entries)).encode()
+
+
+class _SimulatedBuilderConfig:
+    """Stands in for trt.IBuilderConfig's timing-cache calls; ``refuse`` makes set_timing_cache fail."""
+
+    def __init__(self, ours: set[str], refuse: bool = False) -> None:
+        self.ours, self.refuse, self.used = _SimulatedTimingCache(ours), refuse, None
+
+    def create_timing_cache(self, data: bytes) -> _SimulatedTimingCache:
+        return _SimulatedTimingCache(set(json.loads(data)) if data else set())
+
+    def set_timing_cache(self, cache: _SimulatedTimingCache, ignore_mismatch: bool) -> bool:
+        if self.refuse and cache.entries:
+            return False
+        self.used = cache
+        return True
+
+    def get_timing_cache(self) -> _SimulatedTimingCache:
+        return self.ours
+
+
+def test_builds_only_add_to_the_shared_timing_cache_with_simulated_tensorrt_caches(tmp_path: Path) -> None:
+    """Two builds merge into the shared file (its folder made on first use); a refused cache starts empty."""
+    from model_manager.optim.trt_engine import merge_timing_cache, use_timing_cache
+
+    path = tmp_path / ".tensorrt-timing" / "gpu.cache"
+    merge_timing_cache(_SimulatedBuilderConfig({"conv1:tactic3"}), path)  # type: ignore[arg-type]
+    merge_timing_cache(_SimulatedBuilderConfig({"conv2:tactic7"}), path)  # type: ignore[arg-type]
+    assert json.loads(path.read_bytes()) == ["conv1:tactic3", "conv2:tactic7"]
+    second = _SimulatedBuilderConfig(set())
+    use_timing_cache(second, path)  # type: ignore[arg-type]
+    assert second.used is not None and second.used.entries == {"conv1:tactic3", "conv2:tactic7"}
+    refusing = _SimulatedBuilderConfig(set(), refuse=True)
+    use_timing_cache(refusing, path)  # type: ignore[arg-type]
+    assert refusing.used is not None and refusing.used.entries == set()  # started empty, not unchecked
+
+
+def test_tensorrt_progress_reaches_the_build_from_its_threads_with_a_simulated_tensorrt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18, defect 5: TensorRT calls its progress monitor from its own threads, where the build's
+    context variable is unset, so every phase was lost. The tensorrt module here is simulated."""
+    import sys
+    import threading
+    import types
+
+    from model_manager.optim.trt_engine import make_progress_monitor
+    from model_manager.progress import reporting
+
+    class IProgressMonitor:
+        def __init__(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(IProgressMonitor=IProgressMonitor))
+    seen: list[str] = []
+    with reporting(seen.append):
+        monitor = make_progress_monitor()
+    worker = threading.Thread(target=monitor.phase_start, args=("Building engine", "", 12))
+    worker.start()
+    worker.join()
+    assert seen == ["Building engine (12 steps)"]
+
+
+def test_tensorrt_build_options_join_the_key_and_cuda_graphs_do_not(tmp_path: Path) -> None:
+    """Issue 18, defect 5: TensorRTConfig said its fields were in the cache key; none were."""
+    from model_manager import TensorRTOptions
+    from model_manager.optim.planner import Plan
+    from model_manager.registry import ModelRegistry
+
+    entry = ModelRegistry.with_builtins().default("super_resolution")
+    loaded = entry.load()
+    hw = Hardware(cuda=True, gpu_name="NVIDIA H200", capability=(9, 0), tensorrt=True)
+    engine_plan = Plan("tensorrt", ("tensorrt",), "cuda", False)
+
+    def digest(plan: Plan, **options: object) -> str:
+        config = ModelConfig(cache_dir=tmp_path, device="cuda", tensorrt=TensorRTOptions(**options))  # type: ignore[arg-type]
+        loader = OptimizedLoader(config, ArtifactCache(tmp_path), hw)
+        return loader._key(entry, loaded, plan, "ab" * 32).digest
+
+    base = digest(engine_plan)
+    assert digest(engine_plan, optimization_level=5) != base
+    assert digest(engine_plan, workspace_bytes=1 << 30) != base
+    assert digest(engine_plan, hardware_compatibility="ampere_plus") != base
+    assert digest(engine_plan, cuda_graph=True) == base
+    no_engine = Plan("fp16", ("fp16",), "cuda", False)
+    assert digest(no_engine, optimization_level=5) == digest(no_engine)
 
 
 def test_the_config_refuses_what_tensorrt_would() -> None:
@@ -134,7 +279,7 @@ def test_cuda_fallback_reasons_are_recorded_and_logged_with_a_described_gpu(
     loader = OptimizedLoader(ModelConfig(cache_dir=tmp_path, device="cuda"), ArtifactCache(tmp_path), hw)
     with caplog.at_level(logging.INFO, logger="model_manager.optimized_loader"):
         the_plan = loader.plan_for(Optimization.AUTO)
-    assert the_plan.candidates == ("fp16",)
+    assert the_plan.candidates[0] == "fp16" and the_plan.fallback
     assert any("TensorRT not used" in n for n in the_plan.notes)
     assert any("CUDAExecutionProvider" in n for n in the_plan.notes)
     assert "TensorRT not used" in caplog.text and "CUDAExecutionProvider" in caplog.text

@@ -80,9 +80,9 @@ def build_plan(
     runners: dict[str, Runner] = {}
     try:
         with ctx.reporting():
-            results, files, runners = _build_all(ctx, candidates, folder)
+            results, files, runners = _build_all(ctx, candidates, folder, plan.fallback)
             _time_together(ctx, runners, results, plan.measured)
-            decision = choose(list(results.values())) if plan.measured else _single(plan, results)
+            decision = _decide(plan, results)
             if plan.measured and (confirmed := _confirm(ctx, runners, decision.chosen)) is not None:
                 decision.confirmation = confirmed
                 decision.reason += f"; timed alone against eager FP32: {confirmed['speedup']:.2f}x"
@@ -106,12 +106,16 @@ def count_steps(candidates: Any) -> int:
 
 
 def _build_all(
-    ctx: BuildContext, candidates: dict[str, Candidate], folder: Path
+    ctx: BuildContext, candidates: dict[str, Candidate], folder: Path, first_passing: bool = False
 ) -> tuple[dict[str, CandidateResult], dict[str, list[str]], dict[str, Runner]]:
+    """Build and check each candidate; ``first_passing`` (a fallback chain): stop at the first that
+    builds and passes its gate (eager FP32, the baseline, is still built to time against)."""
     results: dict[str, CandidateResult] = {}
     files: dict[str, list[str]] = {}
     runners: dict[str, Runner] = {}
     for name, cand in candidates.items():
+        if first_passing and name != BASELINE and any(r.passed for r in results.values()):
+            continue
         cand_folder = folder / CANDIDATES_DIR / name
         cand_folder.mkdir(parents=True, exist_ok=True)
         results[name], files[name], runner = _build_and_check(ctx, cand, cand_folder)
@@ -246,6 +250,47 @@ def _confirm(ctx: BuildContext, runners: dict[str, Runner], chosen: str) -> dict
     }
 
 
+def _decide(plan: Plan, results: dict[str, CandidateResult]) -> Decision:
+    """``auto`` on a CPU: the fastest correct; a chain: the first that passed; else the one asked for."""
+    if plan.measured:
+        return choose(list(results.values()))
+    if plan.fallback:
+        return _first_passing(plan, results)
+    return _single(plan, results)
+
+
+def _first_passing(plan: Plan, results: dict[str, CandidateResult]) -> Decision:
+    """The first link of the chain that built and passed its gate; each earlier link's failure said."""
+    fill_speedups(list(results.values()))
+    failed: list[tuple[str, str]] = []
+    for name in plan.candidates:
+        r = results.get(name)
+        if r is not None and r.passed and not r.error:
+            reason = "the first of the CUDA chain that built and passed its gate"
+            if failed:
+                reason += f" (after {', '.join(n for n, _ in failed)} failed)"
+            return Decision(name, reason, [x.to_dict() for x in results.values()], fallbacks=_said(failed))
+        if r is not None:
+            failed.append((name, _failure(r)))
+    return Decision(
+        BASELINE,
+        "every link of the CUDA chain failed: eager FP32 is served",
+        [x.to_dict() for x in results.values()],
+        fallbacks=_said(failed),
+    )
+
+
+def _said(failed: list[tuple[str, str]]) -> list[str]:
+    return [why for _, why in failed]
+
+
+def _failure(r: CandidateResult) -> str:
+    """Why a candidate was not served, in one line (its build error, or the gate it missed)."""
+    if r.error:
+        return f"{r.name} failed to build: {r.error}"
+    return f"{r.name} reaches {r.psnr_db:.1f} dB against FP32, below its {r.min_psnr_db:.1f} dB gate"
+
+
 def _single(plan: Plan, results: dict[str, CandidateResult]) -> Decision:
     """An explicit strategy: its candidate if it built and passed its gate, else an error."""
     fill_speedups(list(results.values()))
@@ -311,7 +356,7 @@ def _output(
             "machine": machine_info(),
         },
         decision=decision.to_dict(),
-        notes=list(plan.notes),
+        notes=[*plan.notes, *(f"fell back: {why}" for why in decision.fallbacks)],
         build=report,
     )
 

@@ -88,6 +88,7 @@ async def build_in_subprocess(
                 "device": plan.device,
                 "measured": plan.measured,
                 "notes": list(plan.notes),
+                "fallback": plan.fallback,
             },
             "settings": settings.to_dict(),
         }

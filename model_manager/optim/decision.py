@@ -48,6 +48,8 @@ class Decision:
     #: The chosen candidate timed again against eager FP32 with the others closed (``auto`` only;
     #: median_ms, p90_ms, eager_median_ms, eager_p90_ms, speedup, timed_calls): the served figures.
     confirmation: dict[str, Any] | None = None
+    #: A fallback chain (``auto`` on CUDA): why each link before the served one was not served.
+    fallbacks: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

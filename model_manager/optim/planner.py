@@ -36,8 +36,11 @@ class Plan:
     candidates: tuple[str, ...]
     device: str
     measured: bool
-    """True for ``auto``: the candidates are timed and the fastest correct one is chosen."""
+    """True for ``auto`` on a CPU: the candidates are timed and the fastest correct one is chosen."""
     notes: tuple[str, ...] = ()
+    fallback: bool = False
+    """True for ``auto`` on CUDA: the candidates are a chain, built in order until one builds and
+    passes its gate; each failure's reason joins the notes (all failing: eager FP32 is served)."""
 
 
 def plan(requested: object, hw: Hardware, available: Collection[str], device: str) -> Plan:
@@ -97,14 +100,17 @@ def _plan_auto_cpu(hw: Hardware, available: Collection[str]) -> Plan:
 
 
 def _plan_auto_cuda(hw: Hardware, available: Collection[str]) -> Plan:
-    """The CUDA chain of the table (TensorRT, ONNX Runtime CUDA, PyTorch FP16); each fallback says why."""
+    """The CUDA chain of the table (TensorRT, ONNX Runtime CUDA, PyTorch FP16, AOTInductor), tried in
+    order at build time; a link that cannot run here is left out with its reason."""
     notes: list[str] = []
+    chain: list[str] = []
     for name in CUDA_AUTO_CHAIN:
         reason = _cuda_obstacle(name, hw, available)
         if reason is None:
-            return Plan(AUTO, (name,), "cuda", False, tuple(notes))
-        notes.append(reason)
-    return Plan(AUTO, (BASELINE,), "cuda", False, tuple(notes))
+            chain.append(name)
+        else:
+            notes.append(reason)
+    return Plan(AUTO, tuple(chain) or (BASELINE,), "cuda", False, tuple(notes), fallback=bool(chain))
 
 
 def _cuda_obstacle(name: str, hw: Hardware, available: Collection[str]) -> str | None:
@@ -113,6 +119,8 @@ def _cuda_obstacle(name: str, hw: Hardware, available: Collection[str]) -> str |
         return f"{s.backend.replace('tensorrt', 'TensorRT')} not used: the {s.extra} package is not installed"
     if s.backend == "onnxruntime" and "CUDAExecutionProvider" not in hw.ort_providers:
         return "ONNX Runtime CUDA not used: onnxruntime-gpu's CUDAExecutionProvider is not available"
+    if s.needs_cxx and hw.cxx_compiler is None:
+        return f"{name} not used: it {NO_CXX}"
     if name not in available:
         return f"{name} not used: no {name} candidate in this build"
     return None

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..config import QualityGates
+from .trt_options import TensorRTOptions
 
 DEFAULT_OPSET = 17
 """GridSample (IFNet's warp) needs opset 16; 17 adds LayerNormalization and is what ORT and TRT fuse best."""
@@ -35,6 +36,9 @@ class BuildSettings:
     """Trials the INT8 float-layer search may run (``mixed_precision``); 0: everything in INT8."""
     time_failed: bool = False
     """Also time candidates that failed their gate (``bench`` shows them; ``auto`` cannot serve them)."""
+    tensorrt: dict[str, Any] = field(default_factory=lambda: TensorRTOptions().build_fields())
+    """TensorRT build fields (``TensorRTOptions.build_fields``): workspace, optimisation level,
+    hardware and version compatibility; in the key of every plan that may build an engine."""
     keep_freed_memory: bool = True
     """The build process keeps freed memory as the serving process does (``host_memory.py``), so
     eager FP32 is timed as it will run next to what is served."""

@@ -81,7 +81,7 @@ STRATEGIES: tuple[Strategy, ...] = (
              "OpenVINO IR under the BF16 precision hint", compiled=True),
     Strategy("openvino-int8",   "openvino",    "int8", _CPU,  "openvino", 4,   None, False,
              "OpenVINO IR quantized by NNCF post-training INT8", compiled=True),
-    Strategy("aoti",            "torch",       "fp32", _BOTH, None,       11,  None, False,
+    Strategy("aoti",            "torch",       "fp32", _BOTH, None,       11,  4,    False,
              "torch.export + AOTInductor: the FP32 module compiled into a .pt2 package (C++ on a CPU,"
              " Triton on CUDA)", compiled=True, needs_cxx=True, auto_opt_in=True),
     Strategy("tensorrt",        "tensorrt",    "fp16", _CUDA, "tensorrt", None, 1,   False,

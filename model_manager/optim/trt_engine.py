@@ -9,7 +9,9 @@ these. There are no precision flags to set: an FP16 engine is built from the FP1
 project makes (``optim/onnx_fp16.py``), an INT8 engine from the calibrated Q/DQ ONNX the static
 quantizer makes for ONNX Runtime (one calibration serves CPU and GPU). On TensorRT 10 the network
 is created STRONGLY_TYPED so both versions behave alike. The timing cache lives beside the
-engines and is merged under a file lock, so concurrent builds only ever add to it.
+engines for the seed's API and, for managed builds, under the cache root, one file per GPU and
+TensorRT version (``shared_timing_cache``); it is merged under a file lock, so concurrent builds
+only ever add to it, and it never ships inside a cache entry.
 
 An engine built for another GPU or TensorRT version is reported by ``engine_is_current`` (from
 the sidecar) and treated as a cache miss by callers, never deserialized.
@@ -21,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -29,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsInt
 
 from ..descriptor import ModelDescriptor
 from ..errors import BackendError, InvalidInputError
-from ..progress import detail
+from ..progress import detail, detail_reporter
 from ..runners.trt_session import failure, import_tensorrt
+from .trt_options import HardwareCompat, check_build_fields
 from .trt_profiles import InputProfile, Shape, opt_at_size, profiles_from_descriptor, profiles_from_shapes
 
 if TYPE_CHECKING:
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp16", "int8", "fp32"]
-HardwareCompat = Literal["none", "ampere_plus", "same_compute_capability"]
 SIDECAR_SUFFIX = ".json"
 TIMING_CACHE = "timing.cache"
 ENGINE = "model.engine"
@@ -47,7 +50,8 @@ ENGINE = "model.engine"
 
 @dataclass(frozen=True)
 class TensorRTConfig:
-    """How engines are built; every field is part of the engine's cache key."""
+    """How one engine is built: the precision of its ONNX, the :class:`TensorRTOptions` build fields
+    (all in the engine's cache key) and where the timing cache lives (not in the key)."""
 
     precision: Precision = "fp16"
     """What the ONNX given is: ``fp16`` (an FP16 ONNX), ``int8`` (a Q/DQ ONNX) or ``fp32``."""
@@ -55,27 +59,42 @@ class TensorRTConfig:
     optimization_level: int = 3
     """``builder_optimization_level`` 0..5: higher builds slower and may run faster."""
     timing_cache: Path | None = None
-    """Defaults to ``timing.cache`` beside the engine."""
+    """The timing cache file; None: ``timing.cache`` beside the engine. Managed builds use one per
+    GPU and TensorRT version under the cache root (:func:`shared_timing_cache`)."""
     hardware_compatibility: HardwareCompat = "none"
     version_compatible: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp16", "int8", "fp32"):
             raise InvalidInputError(f"precision must be fp16, int8 or fp32, got {self.precision!r}")
-        if not 0 <= self.optimization_level <= 5:
-            raise InvalidInputError(f"optimization_level must be in 0..5, got {self.optimization_level}")
-        if self.workspace_bytes < 1 << 20:
-            raise InvalidInputError(f"workspace_bytes must be >= 1 MiB, got {self.workspace_bytes}")
-        if self.hardware_compatibility not in ("none", "ampere_plus", "same_compute_capability"):
-            raise InvalidInputError(
-                "hardware_compatibility must be none, ampere_plus or same_compute_capability, "
-                f"got {self.hardware_compatibility!r}"
-            )
+        check_build_fields(self.workspace_bytes, self.optimization_level, self.hardware_compatibility)
+
+    @classmethod
+    def from_options(
+        cls, precision: Precision, options: Mapping[str, Any], timing_cache: Path | None = None
+    ) -> TensorRTConfig:
+        """A config from :meth:`TensorRTOptions.build_fields` (what ``BuildSettings.tensorrt`` holds)."""
+        return cls(precision=precision, timing_cache=timing_cache, **options)
 
     def key_fields(self) -> dict[str, Any]:
         data = asdict(self)
         data["timing_cache"] = None  # where the cache lives does not change the engine
         return data
+
+
+TIMING_DIR = ".tensorrt-timing"
+"""Under the cache root: one timing cache per GPU and TensorRT version, shared by every build."""
+
+
+def shared_timing_cache(cache_root: Path, env: Mapping[str, Any]) -> Path:
+    """The timing cache every build on this GPU with this TensorRT shares, outside any entry.
+
+    Timing results are only valid for the GPU (and its compute capability) and the TensorRT
+    version that measured them, so each pair has its own file; merges happen under its lock.
+    """
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", str(env.get("gpu") or "no-gpu")).strip("-").lower()
+    cc = "".join(str(v) for v in env.get("compute_capability") or ("x",))
+    return cache_root / TIMING_DIR / f"{gpu}-sm{cc}-trt{env.get('tensorrt') or 'none'}.cache"
 
 
 def sha256_file(path: Path) -> str:
@@ -118,14 +137,58 @@ def make_sidecar(
 
 
 def engine_is_current(sidecar: Mapping[str, Any], env: Mapping[str, Any]) -> tuple[bool, list[str]]:
-    """Whether an engine with this sidecar can run here, and if not, why (one reason per field)."""
-    reasons = []
-    for field_ in ("tensorrt", "gpu", "compute_capability"):
-        if sidecar.get(field_) != env.get(field_):
-            reasons.append(f"built for {field_} {sidecar.get(field_)!r}, this is {env.get(field_)!r}")
-    if sidecar.get("config", {}).get("hardware_compatibility", "none") != "none":
-        reasons = [r for r in reasons if not r.startswith("built for gpu")]  # portable across GPUs
+    """Whether an engine with this sidecar can run here, and if not, why (one reason per rule).
+
+    TensorRT: the version that built it, or with ``version_compatible`` any later release of the
+    same major. GPU: the same model; ``same_compute_capability`` any GPU of its compute capability;
+    ``ampere_plus`` any GPU of compute capability 8.0 or newer.
+    """
+    config = sidecar.get("config") or {}
+    reasons = [r for r in (_version_rule(sidecar, env, config), _gpu_rule(sidecar, env, config)) if r]
     return not reasons, reasons
+
+
+def _version_rule(
+    sidecar: Mapping[str, Any], env: Mapping[str, Any], config: Mapping[str, Any]
+) -> str | None:
+    built, here = sidecar.get("tensorrt"), env.get("tensorrt")
+    if built == here:
+        return None
+    b, h = _release(built), _release(here)
+    if config.get("version_compatible") and b and h:
+        if b[0] == h[0] and h >= b:
+            return None
+        return (
+            f"built version-compatible by tensorrt {built!r}: runs on {b[0]}.x from {built}, this is {here!r}"
+        )
+    return f"built for tensorrt {built!r}, this is {here!r}"
+
+
+def _gpu_rule(sidecar: Mapping[str, Any], env: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
+    compat = config.get("hardware_compatibility", "none")
+    built, here = sidecar.get("compute_capability"), env.get("compute_capability")
+    built_cc, here_cc = _capability(built), _capability(here)
+    if compat == "ampere_plus":
+        if here_cc is not None and here_cc >= (8, 0):
+            return None
+        return f"built for Ampere or newer (compute capability >= 8.0), this is {here!r}"
+    if built_cc != here_cc or here_cc is None:
+        return f"built for compute_capability {built!r}, this is {here!r}"
+    if compat == "none" and sidecar.get("gpu") != env.get("gpu"):
+        return f"built for gpu {sidecar.get('gpu')!r}, this is {env.get('gpu')!r}"
+    return None
+
+
+def _release(version: object) -> tuple[int, ...] | None:
+    """``"10.3.0.26"`` as (10, 3, 0, 26); None for anything else."""
+    parts = str(version or "").split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
+def _capability(value: object) -> tuple[int, int] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return None
 
 
 def read_sidecar(engine_path: Path) -> dict[str, Any]:
@@ -189,8 +252,7 @@ def _build(onnx_path: Path, profiles: Sequence[InputProfile], folder: Path, cfg:
         raise BackendError(f"tensorrt could not parse {onnx_path.name}: {errors}")
     config = _builder_config(builder, network, profiles, cfg)
     cache_path = cfg.timing_cache or folder / TIMING_CACHE
-    cache = config.create_timing_cache(_read_bytes(cache_path))
-    config.set_timing_cache(cache, False)
+    use_timing_cache(config, cache_path)
     config.progress_monitor = make_progress_monitor()
     detail(f"build the {cfg.precision} engine (minutes: TensorRT times every tactic)")
     plan = builder.build_serialized_network(network, config)
@@ -250,16 +312,32 @@ def _network_flags() -> int:
     return 0 if flag is None else 1 << int(flag)
 
 
+def use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Start the build from the timing cache at ``path`` (empty if absent, or if TensorRT refuses it)."""
+    cache = config.create_timing_cache(_read_bytes(path))
+    if config.set_timing_cache(cache, False):
+        return
+    log.warning("tensorrt refused the timing cache %s (another version or GPU); starting empty", path)
+    if not config.set_timing_cache(config.create_timing_cache(b""), False):
+        raise BackendError(f"tensorrt refused an empty timing cache for {path}")
+
+
 def make_progress_monitor() -> trt.IProgressMonitor:
-    """An IProgressMonitor that reports each build phase as a build step (and to the progress bar)."""
+    """An IProgressMonitor that reports each build phase as a build step (and to the progress bar).
+
+    TensorRT may call it from its own threads, where the build's context (and so :func:`detail`'s
+    listener) is unset: it reports through a reporter bound when the monitor is made.
+    """
     import tensorrt as trt
+
+    report = detail_reporter()
 
     class Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
         def phase_start(self, phase_name: str, parent_phase: str, num_steps: SupportsInt) -> None:
-            detail(f"{phase_name} ({int(num_steps)} steps)")
+            report(f"{phase_name} ({int(num_steps)} steps)")
 
         def step_complete(self, phase_name: str, step_index: SupportsInt) -> bool:
             return True  # False would cancel the build
@@ -275,6 +353,7 @@ def merge_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
     from filelock import FileLock
 
     ours = config.get_timing_cache()
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", mode=0o600):
         merged = config.create_timing_cache(_read_bytes(path))
         if not merged.combine(ours, False):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from .settings import BuildSettings
 from .trt_engine import (
     ENGINE,
     SIDECAR_SUFFIX,
+    TIMING_CACHE,
     TensorRTConfig,
     as_profiles,
     current_environment,
@@ -103,6 +105,8 @@ def engine_from_module(
     descriptor = describe_module(model, model_type)
     settings = BuildSettings(device="cuda", opt_size=opt_size or (256, 256))
     engine_path.parent.mkdir(parents=True, exist_ok=True)
+    # beside the engine it is for, not in the temporary build folder that is thrown away
+    config = replace(config, timing_cache=config.timing_cache or engine_path.parent / TIMING_CACHE)
     with tempfile.TemporaryDirectory(prefix="model_manager-trt-") as tmp:
         label = f"{model_type}/{descriptor.architecture} [tensorrt {config.precision}]"
         ctx = BuildContext(

@@ -31,6 +31,8 @@ class OpenRequest:
     info: RunnerInfo
     device: str
     num_threads: int | None
+    cuda_graph: bool = False
+    """TensorRT: replay the engine as CUDA graphs (``TensorRTOptions.cuda_graph``)."""
 
 
 Builder = Callable[[BuildContext, Path], list[str]]
