@@ -55,7 +55,14 @@ class OrtRunner(Runner):
         return torch.from_numpy(out)
 
     def _infer_cuda(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        """I/O binding of contiguous CUDA tensors into an output tensor torch allocated."""
+        """I/O binding of contiguous CUDA tensors into an output tensor torch allocated.
+
+        ONNX Runtime's CUDA provider runs on a stream of its own and never waits on torch's, so
+        torch's current stream (the caller's kernels and the copies below) is synchronised before
+        the run. A ``user_compute_stream`` would not do: it is fixed when the session is made, and
+        torch's current stream differs per thread (``infer`` runs in a worker). ORT synchronises
+        its stream before ``run_with_iobinding`` returns, so the output is complete when returned.
+        """
         binding = self.session.io_binding()
         tensors = [t.to("cuda").contiguous() for t in inputs]
         for name, t in zip(self._input_names, tensors):
@@ -64,6 +71,7 @@ class OrtRunner(Runner):
         binding.bind_output(
             self._output_name, "cuda", out.device.index or 0, np.float32, tuple(out.shape), out.data_ptr()
         )
+        torch.cuda.current_stream(out.device).synchronize()
         with ort_errors("run"):
             self.session.run_with_iobinding(binding)
         return out

@@ -2,13 +2,24 @@
 
 Why PyTorch and not pycuda: the application already holds torch and its CUDA context; torch gives
 device memory (caching allocator), streams and events in that same context, so a CUDA tensor from
-the caller is bound with no copy and the engine runs on the caller's current stream, ordered with
-the caller's own kernels. pycuda would create and push its own context, which fights PyTorch's.
+the caller is bound with no copy and the engine is ordered with the caller's own kernels by waits
+between torch streams. pycuda would create and push its own context, which fights PyTorch's.
+
+Streams: each runner enqueues on its own CUDA stream, never on the legacy default stream (where
+``infer``'s worker thread would put it, and where TensorRT adds device-wide synchronisation). The
+runner's stream waits on the caller's current stream before the engine reads the inputs (so the
+caller's kernels and the host-to-device copies of the inputs come first), and the caller's stream
+waits on the runner's before the output is used. Tensors allocated on the caller's stream and used
+on the runner's (the converted inputs, the output) are recorded on it for the caching allocator.
+
+Types: each input's and the output's dtype are read from the engine; inputs are cast to theirs,
+the output is allocated in its own and handed back as float32 (the Runner contract).
 
 numpy in: one host-to-device copy in, one device-to-host copy out (by the base Runner). torch CUDA
 in: bound in place, the output stays on the device. Each call sets the input shapes (dynamic H / W
 / batch within the engine's profile; outside it, an InvalidInputError naming the profile).
 ``cuda_graph=True`` captures one CUDA graph per fixed set of input shapes and replays it.
+:meth:`TrtRunner.from_engine` reads the scale from the engine's shapes at the profile's opt shape.
 """
 
 from __future__ import annotations
@@ -20,15 +31,14 @@ from typing import Any
 import torch
 
 from ..descriptor import ModelDescriptor, TensorSpec
-from ..errors import BackendError, BackendUnavailableError, InvalidInputError
+from ..errors import BackendUnavailableError, InvalidInputError
 from .base import Runner, RunnerInfo
-from .trt_session import deserialize_engine, import_tensorrt
-
-Shape = tuple[int, ...]
+from .trt_io import Shape, bind, check, engine_scale, read_io
+from .trt_session import deserialize_with_logger, failure, import_tensorrt
 
 
 class TrtRunner(Runner):
-    """Runs a deserialized engine on the current CUDA device and stream."""
+    """Runs a deserialized engine on the current CUDA device, on a stream of its own."""
 
     def __init__(
         self,
@@ -44,16 +54,19 @@ class TrtRunner(Runner):
             raise BackendUnavailableError("TrtRunner needs a CUDA device; none is visible")
         self.trt = import_tensorrt()
         self.path = Path(engine_path)
-        self.engine: Any = deserialize_engine(str(self.path), allow_host_code)
+        self.engine, self._logger = deserialize_with_logger(str(self.path), allow_host_code)
         self.context: Any = self.engine.create_execution_context()
+        if self.context is None:
+            raise failure(f"create an execution context for {self.path.name}", self._logger)
         self.device = torch.device("cuda", torch.cuda.current_device())
-        self._inputs, self._output = self._io_names()
+        self._stream = torch.cuda.Stream(self.device)
+        self._io = read_io(self.engine, self.trt, self.path.name)
         expected = [s.name for s in descriptor.inputs]
-        if self._inputs != expected:
+        if list(self._io.inputs) != expected:
             raise InvalidInputError(
-                f"{self.path.name}: expected engine inputs {expected}, got {self._inputs}"
+                f"{self.path.name}: expected engine inputs {expected}, got {list(self._io.inputs)}"
             )
-        self.profiles = {n: self._profile(n) for n in self._inputs}
+        self.profiles = dict(self._io.profiles)
         self.cuda_graph = cuda_graph
         self._graphs: dict[tuple[Shape, ...], _Graph] = {}
         self._enqueue_lock = threading.Lock()  # one execution context: one enqueue at a time
@@ -62,29 +75,19 @@ class TrtRunner(Runner):
 
     @classmethod
     def from_engine(cls, engine_path: Path, info: RunnerInfo | None = None) -> TrtRunner:
-        """A runner for an engine alone (benchmarks): inputs as the engine names them, any value range."""
+        """A runner for an engine alone (benchmarks): its input names, any value range, its scale."""
         trt = import_tensorrt()
-        engine = deserialize_engine(str(engine_path))
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        output = next(n for n in names if n not in inputs)
+        engine, logger = deserialize_with_logger(str(engine_path))
+        io = read_io(engine, trt, engine_path.name)
+        scale = engine_scale(engine.create_execution_context(), io, logger)
         anything = (-float("inf"), float("inf"))
-        specs = tuple(TensorSpec(n, ("batch", "c", "height", "width"), value_range=anything) for n in inputs)
-        descriptor = ModelDescriptor("unknown", "engine", specs, TensorSpec(output, ("batch", "c", "h", "w")))
+        specs = tuple(
+            TensorSpec(n, ("batch", "c", "height", "width"), value_range=anything) for n in io.inputs
+        )
+        output = TensorSpec(io.output, ("batch", "c", "h", "w"))
+        descriptor = ModelDescriptor("unknown", "engine", specs, output, scale=scale)
         info = info or RunnerInfo("unknown", engine_path.name, "tensorrt", "tensorrt", "cuda", "?")
         return cls(engine_path, descriptor, info)
-
-    def _io_names(self) -> tuple[list[str], str]:
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in inputs]
-        if len(outputs) != 1:
-            raise InvalidInputError(f"{self.path.name}: expected one output tensor, got {outputs}")
-        return inputs, outputs[0]
-
-    def _profile(self, name: str) -> tuple[Shape, Shape, Shape]:
-        lo, opt, hi = self.engine.get_tensor_profile_shape(name, 0)
-        return tuple(lo), tuple(opt), tuple(hi)
 
     def _check_profile(self, name: str, shape: Shape) -> None:
         lo, opt, hi = self.profiles[name]
@@ -95,28 +98,35 @@ class TrtRunner(Runner):
             )
 
     def _infer_impl(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        tensors = [t.to(self.device, dtype=torch.float32, non_blocking=True).contiguous() for t in inputs]
-        shapes = tuple(tuple(int(d) for d in t.shape) for t in tensors)
-        for name, shape in zip(self._inputs, shapes):
+        shapes = tuple(tuple(int(d) for d in t.shape) for t in inputs)
+        for name, shape in zip(self._io.inputs, shapes):
             self._check_profile(name, shape)
+        caller = torch.cuda.current_stream(self.device)
+        tensors = [self._to_engine(name, t) for name, t in zip(self._io.inputs, inputs)]
         with self._enqueue_lock:
+            self._stream.wait_stream(caller)
             if self.cuda_graph:
-                return self._graph_for(shapes).run(tensors)
-            return self._enqueue(tensors, torch.cuda.current_stream(self.device))
+                out = self._graph_for(shapes).run(tensors, self._stream)
+            else:
+                out = self._enqueue(tensors, self._stream)
+            caller.wait_stream(self._stream)
+        for t in (*tensors, out):
+            t.record_stream(self._stream)
+        return out.float()
+
+    def _to_engine(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on the device in the engine's dtype, copied on the caller's stream (then waited on)."""
+        return t.to(self.device, dtype=self._io.dtypes[name], non_blocking=True).contiguous()
 
     def _enqueue(self, tensors: list[torch.Tensor], stream: torch.cuda.Stream) -> torch.Tensor:
-        """Bind inputs and a fresh output; queue the engine on ``stream``."""
-        for name, t in zip(self._inputs, tensors):
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        out = torch.empty(
-            tuple(self.context.get_tensor_shape(self._output)), dtype=torch.float32, device=self.device
+        """Bind inputs and a fresh output in the engine's dtype; queue the engine on ``stream``."""
+        out = bind(self.context, self._io, tensors, self.device, self._logger)
+        shapes = [tuple(t.shape) for t in tensors]
+        check(
+            self.context.execute_async_v3(stream.cuda_stream),
+            f"run {self.path.name} at shapes {shapes}",
+            self._logger,
         )
-        self.context.set_tensor_address(self._output, out.data_ptr())
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise BackendError(
-                f"tensorrt failed to run {self.path.name} at shapes {[tuple(t.shape) for t in tensors]}"
-            )
         return out
 
     def _graph_for(self, shapes: tuple[Shape, ...]) -> _Graph:
@@ -126,27 +136,37 @@ class TrtRunner(Runner):
         return graph
 
     def _close_impl(self) -> None:
+        self._stream.synchronize()  # no queued work may outlive the context or the graphs' buffers
         self._graphs.clear()
         self.context = None
         self.engine = None
 
 
 class _Graph:
-    """One captured CUDA graph for fixed input shapes: static buffers, replayed per call."""
+    """One CUDA graph captured on the runner's stream for fixed input shapes; replayed per call."""
 
     def __init__(self, runner: TrtRunner, shapes: tuple[Shape, ...]) -> None:
-        self.inputs = [torch.zeros(s, dtype=torch.float32, device=runner.device) for s in shapes]
-        stream = torch.cuda.Stream(runner.device)
+        stream = runner._stream
         stream.wait_stream(torch.cuda.current_stream(runner.device))
         with torch.cuda.stream(stream):
+            self.inputs = [
+                torch.zeros(s, dtype=runner._io.dtypes[n], device=runner.device)
+                for n, s in zip(runner._io.inputs, shapes)
+            ]
             runner._enqueue(self.inputs, stream)  # one plain run first: TensorRT allocates here
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, stream=stream):
                 self.output = runner._enqueue(self.inputs, stream)
-        torch.cuda.current_stream(runner.device).wait_stream(stream)
 
-    def run(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        for static, t in zip(self.inputs, tensors):
-            static.copy_(t)
-        self.graph.replay()
-        return self.output.clone()
+    def run(self, tensors: list[torch.Tensor], stream: torch.cuda.Stream) -> torch.Tensor:
+        """Copy ``tensors`` in, replay and copy the output out, all on ``stream``.
+
+        The returned tensor is allocated on the caller's stream, like the plain path's output.
+        """
+        out = torch.empty_like(self.output)
+        with torch.cuda.stream(stream):
+            for static, t in zip(self.inputs, tensors):
+                static.copy_(t)
+            self.graph.replay()
+            out.copy_(self.output)
+        return out

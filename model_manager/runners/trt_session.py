@@ -50,13 +50,21 @@ def make_logger() -> Any:
 
 
 def failure(what: str, logger: Any) -> BackendError:
-    """A BackendError for ``what`` with what TensorRT logged last."""
-    last = "; ".join(getattr(logger, "errors", ())) or "no error was logged"
+    """A BackendError for ``what`` with what TensorRT logged since the last failure (then forgotten)."""
+    errors = getattr(logger, "errors", None)
+    last = "; ".join(errors or ()) or "no error was logged"
+    if errors:
+        errors.clear()  # a later failure reports its own messages, not these again
     return BackendError(f"tensorrt failed to {what}: {last}")
 
 
 def deserialize_engine(path: str, allow_host_code: bool = False) -> Any:
     """A deserialized ICudaEngine (the caller has checked its sidecar), or BackendError."""
+    return deserialize_with_logger(path, allow_host_code)[0]
+
+
+def deserialize_with_logger(path: str, allow_host_code: bool = False) -> tuple[Any, Any]:
+    """(engine, the logger its runtime reports to): keep the logger to name later failures."""
     import_tensorrt()
     import tensorrt as trt
 
@@ -68,4 +76,4 @@ def deserialize_engine(path: str, allow_host_code: bool = False) -> Any:
         engine = runtime.deserialize_cuda_engine(f.read())
     if engine is None:
         raise failure(f"deserialize {path}", logger)
-    return engine
+    return engine, logger
