@@ -17,6 +17,7 @@ _EXPORTS = {
     "QualityGates": "config",
     "ModelDescriptor": "descriptor",
     "ShapeProfile": "descriptor",
+    "ShapeRange": "descriptor",
     "TensorSpec": "descriptor",
     "ModelManager": "manager",
     "Optimization": "optim.strategies",
@@ -31,7 +32,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .config import ModelConfig, QualityGates
-    from .descriptor import ModelDescriptor, ShapeProfile, TensorSpec
+    from .descriptor import ModelDescriptor, ShapeProfile, ShapeRange, TensorSpec
     from .entry import ModelEntry
     from .errors import (
         BackendError,
@@ -107,6 +108,7 @@ __all__ = [
     "RunnerClosedError",
     "RunnerInfo",
     "ShapeProfile",
+    "ShapeRange",
     "StateDictMismatchError",
     "StrategyUnavailableError",
     "TensorRTOptions",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .descriptor import ShapeRange
 from .errors import ModelInputError
 from .optim.strategies import strategy
 from .optim.trt_options import TensorRTOptions
@@ -93,6 +94,10 @@ class ModelConfig:
     """Build artifacts in a child process (a native crash cannot take the application down)."""
     lock_timeout_s: float = 3600.0
     """How long to wait for another process building the same artifact."""
+    shape_ranges: Mapping[str, ShapeRange] = field(default_factory=dict)
+    """Input sizes per model type the optimized artifacts must take, e.g. ``{"super_resolution":
+    ShapeRange((540, 960))}``; a type not named keeps its model's profile (style transfer and
+    interpolation reach a 1080p landscape frame). ``load_optimized_model(shape_range=...)`` wins."""
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
     """TensorRT workspace, optimisation level, hardware / version compatibility (in the cache key
     of engine builds) and CUDA graphs for the served engine."""
@@ -122,6 +127,12 @@ class ModelConfig:
             for name in getattr(self, field_name):
                 strategy(name)  # UnknownStrategyError listing the valid names
         _check_seconds("lock_timeout_s", self.lock_timeout_s, allow_inf=True)
+        for model_type, shape_range in dict(self.shape_ranges).items():
+            if not isinstance(shape_range, ShapeRange):
+                raise ModelInputError(
+                    f"shape_ranges[{model_type!r}] must be a ShapeRange, got {type(shape_range).__name__}"
+                )
+        object.__setattr__(self, "shape_ranges", dict(self.shape_ranges))
         if not isinstance(self.tensorrt, TensorRTOptions):
             raise ModelInputError(f"tensorrt must be a TensorRTOptions, got {type(self.tensorrt).__name__}")
         check_warmup_specs(self.warmup)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import ModelInputError
@@ -18,6 +18,10 @@ Dim = int | str
 """A tensor dimension: a fixed size, or the name of a dynamic dimension ("batch", "height")."""
 
 PadMode = Literal["reflect", "replicate", "constant"]
+
+VIDEO_MAX_SIZE = (1080, 1920)
+"""(H, W) a video model's default profile reaches: a 1080p landscape frame (style transfer and
+interpolation; a portrait video asks for ``ShapeRange((1920, 1080))``; super-resolution tiles)."""
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -109,6 +113,34 @@ class ModelDescriptor:
         first = next((opt[s.name] for s in self.image_inputs if s.name in opt), (1, 3, 256, 256))
         return int(first[0]), int(first[2]), int(first[3])
 
+    def with_shape_range(self, shape_range: ShapeRange) -> ModelDescriptor:
+        """This descriptor with its profile replaced by ``shape_range`` (sizes rounded up to the
+        size multiple); a range below the model's minimum is a ModelInputError naming both."""
+        if self.profile is None:
+            raise ModelInputError(
+                f"{self.architecture}: expected a descriptor with a shape profile, got none"
+            )
+        if min(shape_range.max_size) < self.size_min:
+            raise ModelInputError(
+                f"{self.architecture}: max_size {shape_range.max_size} is below the model's minimum "
+                f"side {self.size_min}"
+            )
+        max_h, max_w = self.fit_size(*shape_range.max_size)
+        opt_h, opt_w = self.fit_size(*(shape_range.opt_size or self.opt_shape()[1:]))
+        images = {s.name for s in self.image_inputs}
+
+        def level(shapes: Mapping[str, tuple[int, ...]], batch: int, h: int, w: int) -> dict:
+            """Every input at ``batch``; image inputs at h x w, the others keep their own sizes."""
+            return {n: (batch, s[1], h, w) if n in images else (batch, *s[1:]) for n, s in shapes.items()}
+
+        p = self.profile
+        profile = ShapeProfile(
+            min=dict(p.min),
+            opt=level(p.opt, self.opt_shape()[0], min(opt_h, max_h), min(opt_w, max_w)),
+            max=level(p.max, shape_range.max_batch, max_h, max_w),
+        )
+        return replace(self, profile=profile)
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """Output H, W for an input of H, W once the image-level call has padded and cropped."""
         return height * self.scale, width * self.scale
@@ -137,21 +169,21 @@ def image_profile(
     size_min: int,
     multiple: int,
     opt: int = 256,
-    max_size: int = 1024,
+    max_size: int | tuple[int, int] = 1024,
     max_batch: int = 4,
     extra: Mapping[str, tuple[int, ...]] | None = None,
 ) -> ShapeProfile:
     """Profile hint for models whose inputs are same-sized NCHW images (plus fixed-shape extras).
 
-    Sizes are rounded up to ``multiple``; ``extra`` holds non-image inputs whose shape is
-    (batch, ...) with the batch dimension first; it follows the images' batch.
+    Sizes (one side, or (H, W)) are rounded up to ``multiple``; ``extra`` holds non-image inputs
+    whose shape is (batch, ...) with the batch dimension first; it follows the images' batch.
     """
 
-    def up(x: int) -> int:
-        return round_up(x, multiple)
-
-    def shapes(batch: int, size: int) -> dict[str, tuple[int, ...]]:
-        out: dict[str, tuple[int, ...]] = {n: (batch, channels, up(size), up(size)) for n in names}
+    def shapes(batch: int, size: int | tuple[int, int]) -> dict[str, tuple[int, ...]]:
+        h, w = (size, size) if isinstance(size, int) else size
+        out: dict[str, tuple[int, ...]] = {
+            n: (batch, channels, round_up(h, multiple), round_up(w, multiple)) for n in names
+        }
         for n, s in (extra or {}).items():
             out[n] = (batch, *s[1:])
         return out
@@ -161,6 +193,42 @@ def image_profile(
         opt=shapes(1, opt),
         max=shapes(max_batch, max_size),
     )
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """The inputs an optimized artifact must accept, chosen per load: up to ``max_size`` (H, W)
+    and ``max_batch`` frames, tuned for ``opt_size`` (None: the model's own opt size).
+
+    It replaces the descriptor's profile (:meth:`ModelDescriptor.with_shape_range`), so it is part
+    of the cache key; engines with fixed ranges (TensorRT) accept exactly this range.
+    """
+
+    max_size: tuple[int, int]
+    max_batch: int = 4
+    opt_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_size", "opt_size"):
+            value = getattr(self, name)
+            if value is None and name == "opt_size":
+                continue
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                value = (int(value), int(value))
+                object.__setattr__(self, name, value)
+            if not (isinstance(value, tuple) and len(value) == 2 and all(_positive(v) for v in value)):
+                raise ModelInputError(f"{name} must be (height, width) of integers >= 1, got {value!r}")
+        if not _positive(self.max_batch):
+            raise ModelInputError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
+        if self.opt_size is not None and any(o > m for o, m in zip(self.opt_size, self.max_size)):
+            raise ModelInputError(f"opt_size {self.opt_size} must not exceed max_size {self.max_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_size": list(self.max_size), "max_batch": self.max_batch, "opt_size": self.opt_size}
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def descriptor_from_dict(data: Mapping[str, Any]) -> ModelDescriptor:

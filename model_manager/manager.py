@@ -13,14 +13,14 @@ from torch import nn
 
 from .cache import ArtifactCache
 from .config import ModelConfig, check_count, check_warmup_specs
-from .descriptor import ModelDescriptor
+from .descriptor import ModelDescriptor, ShapeRange
 from .entry import ModelEntry, validate_name, validate_type
 from .errors import ModelInputError, ModelManagerError
 from .host_memory import keep_freed_memory
 from .optim.strategies import parse_optimization
 from .optimized_loader import OptimizedLoader
 from .registry import ModelRegistry
-from .runner_pool import RunnerPool
+from .runner_pool import PoolKey, RunnerPool
 from .runners import Runner
 from .samples import warmup_inputs
 
@@ -40,7 +40,7 @@ class ModelManager:
         self.cache = ArtifactCache(self.config.cache_dir, lock_timeout_s=self.config.lock_timeout_s)
         self._loader = OptimizedLoader(self.config, self.cache)
         self._pool = RunnerPool(maxsize=self.config.max_loaded_models)
-        self._loading: dict[tuple[str, str, str], asyncio.Future[Runner]] = {}
+        self._loading: dict[PoolKey, asyncio.Future[Runner]] = {}
         self._closed = False
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
@@ -105,10 +105,21 @@ class ModelManager:
         loaded = await asyncio.to_thread(entry.load)
         return loaded.module
 
-    async def load_optimized_model(self, model_type: str, name: str, optimization: str = "auto") -> Runner:
+    async def load_optimized_model(
+        self,
+        model_type: str,
+        name: str,
+        optimization: str = "auto",
+        *,
+        shape_range: ShapeRange | None = None,
+    ) -> Runner:
         """A ready Runner for the model under the requested strategy (see :class:`Optimization`).
 
-        Runners are shared: the same (type, name, optimization) returns the same Runner while it
+        ``shape_range`` sets the input sizes the artifact must take (e.g. ``ShapeRange((1080,
+        1920))`` for 1080p frames); default: ``ModelConfig.shape_ranges`` for the model type, else
+        the model's own profile. It is part of the cache key.
+
+        Runners are shared: the same (type, name, optimization, range) returns the same Runner while it
         stays in the in-memory LRU (``max_loaded_models``). An evicted runner is not closed: whoever
         holds it keeps using it, and it is released when the last holder lets go; the manager
         closes every runner still alive when it closes.
@@ -116,13 +127,16 @@ class ModelManager:
         self._check_open()
         strategy = parse_optimization(optimization)
         entry = self._entry(model_type, name)
-        key = (entry.model_type, entry.name, strategy)
+        if shape_range is not None and not isinstance(shape_range, ShapeRange):
+            raise ModelInputError(f"shape_range must be a ShapeRange, got {type(shape_range).__name__}")
+        shape_range = shape_range or self.config.shape_ranges.get(entry.model_type)
+        key = (entry.model_type, entry.name, strategy, shape_range)
         runner = self._pool.get_open(key)
         if runner is not None:
             return runner
         task = self._loading.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._loader.load(entry, strategy))
+            task = asyncio.ensure_future(self._loader.load(entry, strategy, shape_range))
             self._loading[key] = task
             task.add_done_callback(lambda _t: self._loading.pop(key, None))
         runner = await asyncio.shield(task)

@@ -19,6 +19,7 @@ from typing import Any
 from .cache import ArtifactCache, BuildOutput, CacheEntry, CacheKey, make_key
 from .checkpoint import weights_hash
 from .config import ModelConfig
+from .descriptor import ShapeRange
 from .entry import ModelEntry
 from .host_memory import POLICY
 from .models import LoadedModel
@@ -71,10 +72,13 @@ class OptimizedLoader:
             log.info("%s on %s: %s", requested, device, note)
         return the_plan
 
-    async def load(self, entry: ModelEntry, requested: str) -> Runner:
-        """Plan, then either run eager directly or go through the cache."""
+    async def load(self, entry: ModelEntry, requested: str, shape_range: ShapeRange | None = None) -> Runner:
+        """Plan, then either run eager directly or go through the cache (``shape_range``: the
+        input sizes the artifact must take, replacing the model's profile and so in the key)."""
         the_plan = self.plan_for(requested)
         loaded = await asyncio.to_thread(entry.load)
+        if shape_range is not None:
+            loaded = replace(loaded, descriptor=loaded.descriptor.with_shape_range(shape_range))
         if the_plan.candidates == (BASELINE,) and not the_plan.measured:
             return self._eager(entry, loaded, the_plan)
         digest = await asyncio.to_thread(weights_hash, loaded.module.state_dict())
@@ -181,6 +185,7 @@ class OptimizedLoader:
                     loaded.module,
                     loaded.architecture,
                     dict(loaded.hyperparameters),
+                    loaded.descriptor,
                     the_plan,
                     settings,
                     folder,

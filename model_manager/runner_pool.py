@@ -16,11 +16,13 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from .descriptor import ShapeRange
 from .runners import Runner
 
 log = logging.getLogger(__name__)
 
-PoolKey = tuple[str, str, str]
+PoolKey = tuple[str, str, str, ShapeRange | None]
+"""(type, name, optimization, the shape range asked for: None is the model's own profile)."""
 
 
 class RunnerPool(LRUCache[PoolKey, Runner]):
@@ -38,7 +40,7 @@ class RunnerPool(LRUCache[PoolKey, Runner]):
         key, runner = super().popitem()
         log.info(
             "dropping %s from memory (%d runners max); it closes when its last holder lets go",
-            "/".join(key),
+            "/".join(key[:3]),
             self.maxsize,
         )
         return key, runner

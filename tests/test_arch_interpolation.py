@@ -169,7 +169,7 @@ def test_descriptor(models, aid):
     assert [s.name for s in d.image_inputs] == ["img0", "img1"]
     assert d.output.shape == ("batch", 3, "height", "width")
     assert (d.scale, d.size_min, d.size_multiple, d.pad_mode) == (1, 64, 64, "constant")
-    assert d.profile.max["img0"] == (4, 3, 1088, 1088)
+    assert d.profile.max["img0"] == (4, 3, 1088, 1920)  # a 1080p landscape frame, padded to 64
     assert d.profile.max["timestep"] == (4, 1, 1, 1)
     assert d.profile.min["img1"] == (1, 3, 64, 64)
 

@@ -390,3 +390,17 @@ def test_cache_ls_shows_what_auto_chose(capsys: pytest.CaptureFixture[str]) -> N
     assert (entry["strategy"], entry["chosen"]) == ("auto", chosen)
     assert main(["cache", "ls"]) == 0
     assert f"  auto -> {chosen}  " in capsys.readouterr().out
+
+
+def test_optimize_takes_a_shape_range_into_the_key(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-size HxW [--max-batch N] is a ShapeRange: its own cache entry; a bad one is a usage error."""
+    base = ["optimize", "super_resolution", "default", "--optimization", "onnx", "--json"]
+    assert main(base) == 0
+    default_key = json.loads(capsys.readouterr().out)["cache_key"]
+    assert main([*base, "--max-size", "540x960", "--max-batch", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache_key"] != default_key
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--max-size", "0x960"])
+    assert info.value.code == 2
+    assert main([*base, "--max-size", "540x960", "--max-batch", "0"]) == 1
+    assert "max_batch must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from ..config import ModelConfig
+from ..descriptor import ShapeRange
 from ..manager import ModelManager
 from ..runners import Runner
 
@@ -18,7 +19,10 @@ async def load_runner(manager: ModelManager, args: argparse.Namespace) -> Runner
     """
     if args.checkpoint is not None:
         await manager.register_checkpoint(args.model_type, args.name, args.checkpoint)
-    return await manager.load_optimized_model(args.model_type, args.name, args.optimization)
+    shape_range = ShapeRange(args.max_size, args.max_batch) if args.max_size else None
+    return await manager.load_optimized_model(
+        args.model_type, args.name, args.optimization, shape_range=shape_range
+    )
 
 
 async def optimize(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:

@@ -74,6 +74,19 @@ def _checkpoint(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _shape_range(p: argparse.ArgumentParser) -> None:
+    """--max-size HxW [--max-batch N]: the input sizes the artifact must take (a ShapeRange)."""
+    p.add_argument(
+        "--max-size",
+        type=image_size,
+        metavar="HxW",
+        help="largest input the artifact must take, e.g. 1080x1920 (default: the model's profile)",
+    )
+    p.add_argument(
+        "--max-batch", type=int, default=4, metavar="N", help="with --max-size: largest batch (default 4)"
+    )
+
+
 def _json(p: argparse.ArgumentParser, what: str = "print JSON instead of text") -> None:
     p.add_argument("--json", action="store_true", help=f"{what} (build progress stays on stderr)")
 
@@ -115,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("optimize", "build (or load from the cache) a model's optimized artifact")
     _model(p)
+    _shape_range(p)
     _json(p)
 
     p = command("bench", "every strategy on this machine against eager FP32 (nothing cached)")
@@ -150,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="folder or video: frames per model call")
     _checkpoint(p)
     _optimization(p)
+    _shape_range(p)
     _json(p, "print the result as JSON")
 
     _cache_parser(command("cache", "list, verify, prune or clear the artifact cache"), common)

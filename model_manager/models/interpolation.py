@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..descriptor import ModelDescriptor, TensorSpec, image_profile
+from ..descriptor import VIDEO_MAX_SIZE, ModelDescriptor, TensorSpec, image_profile
 from .base import (
     Architecture,
     KeyCondition,
@@ -407,7 +407,7 @@ class _IFNetArchitecture(Architecture):
                 size_min=SIZE_MULTIPLE,
                 multiple=SIZE_MULTIPLE,
                 opt=256,
-                max_size=1088,
+                max_size=VIDEO_MAX_SIZE,
                 max_batch=4,
                 extra={"timestep": (1, 1, 1, 1)},
             ),

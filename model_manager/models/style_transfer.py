@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..descriptor import ModelDescriptor, TensorSpec, image_profile
+from ..descriptor import VIDEO_MAX_SIZE, ModelDescriptor, TensorSpec, image_profile
 from .base import Architecture, KeyCondition, StateDict, register_architecture
 
 # Files saved before PyTorch 0.4 carry InstanceNorm running stats that affine-only norms lack;
@@ -140,7 +140,7 @@ class TransformerNetArch(Architecture):
             size_min=16,
             size_multiple=4,
             pad_mode="reflect",
-            profile=image_profile(("input",), c, size_min=16, multiple=4, opt=256, max_size=1024),
+            profile=image_profile(("input",), c, size_min=16, multiple=4, opt=256, max_size=VIDEO_MAX_SIZE),
             hyperparameters=dict(hp),
             notes="two stride-2 convs and two x2 upsamplings: H, W not multiples of 4 change the "
             "output size, so the image-level call reflect-pads to a multiple of 4 and crops",

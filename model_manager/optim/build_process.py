@@ -33,6 +33,7 @@ from torch import nn
 
 from ..cache import BuildOutput
 from ..cache.storage import storage_cause, write_error
+from ..descriptor import ModelDescriptor, descriptor_from_dict
 from ..errors import CacheWriteError, EngineBuildError, ModelManagerError, QualityGateError
 from ..host_memory import keep_freed_memory
 from ..models import all_architectures, load_strict
@@ -55,6 +56,7 @@ async def build_in_subprocess(
     module: nn.Module,
     architecture: str,
     hyperparameters: dict[str, Any],
+    descriptor: ModelDescriptor,
     plan: Plan,
     settings: BuildSettings,
     out_dir: Path,
@@ -78,6 +80,7 @@ async def build_in_subprocess(
             "architecture_module": type(all_architectures()[architecture]).__module__,
             "parent_pid": os.getpid(),
             "hyperparameters": hyperparameters,
+            "descriptor": descriptor.to_dict(),  # with the profile this load asked for
             "weights_path": str(weights),
             "out_dir": str(out_dir),
             "result_path": str(result_path),
@@ -203,7 +206,7 @@ def run(request: dict[str, Any], events: Any = None) -> dict[str, Any]:
     )
     out = build_plan(
         module,
-        arch.descriptor(hp),
+        descriptor_from_dict(request["descriptor"]),
         plan,
         Path(request["out_dir"]),
         settings,
