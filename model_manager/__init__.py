@@ -28,6 +28,7 @@ _EXPORTS = {
     "RunnerInfo": "runners",
     "TorchRunner": "runners",
     "TensorRTOptions": "optim.trt_options",
+    "OnnxRuntimeOptions": "optim.ort_options",
 }
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         WeightsUnavailableError,
     )
     from .manager import ModelManager
+    from .optim.ort_options import OnnxRuntimeOptions
     from .optim.strategies import Optimization
     from .optim.trt_options import TensorRTOptions
     from .registry import ModelRegistry
@@ -100,6 +102,7 @@ __all__ = [
     "ModelManager",
     "ModelManagerError",
     "ModelRegistry",
+    "OnnxRuntimeOptions",
     "Optimization",
     "OrtRunner",
     "QualityGateError",

@@ -11,17 +11,19 @@ import dataclasses
 import math
 import numbers
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from .descriptor import ShapeRange
 from .errors import ModelInputError
+from .optim.ort_options import OnnxRuntimeOptions
 from .optim.strategies import strategy
 from .optim.trt_options import TensorRTOptions
 
-DevicePolicy = Literal["auto", "cpu", "cuda"]
+DevicePolicy = str
+"""``auto`` (a CUDA GPU where one is visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
 WarmupSpec = tuple[str, str, str]
 
 
@@ -99,6 +101,9 @@ class ModelConfig:
     ShapeRange((540, 960))}``; a type not named keeps its model's profile (style transfer and
     interpolation reach a 1080p landscape frame). ``load_optimized_model(shape_range=...)`` wins."""
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    onnxruntime: OnnxRuntimeOptions = field(default_factory=OnnxRuntimeOptions)
+    """``SessionOptions`` attributes, session config entries and per-provider options passed to every
+    ONNX Runtime session that serves (and that a build checks and times); in the key when set."""
     """TensorRT workspace, optimisation level, hardware / version compatibility (in the cache key
     of engine builds) and CUDA graphs for the served engine."""
     keep_freed_memory: bool = True
@@ -108,8 +113,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser())
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ModelInputError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ModelInputError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.num_threads is not None:
             check_count("num_threads", self.num_threads)
         check_count("max_loaded_models", self.max_loaded_models)
@@ -133,6 +138,10 @@ class ModelConfig:
                     f"shape_ranges[{model_type!r}] must be a ShapeRange, got {type(shape_range).__name__}"
                 )
         object.__setattr__(self, "shape_ranges", dict(self.shape_ranges))
+        if not isinstance(self.onnxruntime, OnnxRuntimeOptions):
+            raise ModelInputError(
+                f"onnxruntime must be an OnnxRuntimeOptions, got {type(self.onnxruntime).__name__}"
+            )
         if not isinstance(self.tensorrt, TensorRTOptions):
             raise ModelInputError(f"tensorrt must be a TensorRTOptions, got {type(self.tensorrt).__name__}")
         check_warmup_specs(self.warmup)
@@ -154,6 +163,11 @@ class ModelConfig:
                 values[name] = _int_from_env(var, env[var])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def cuda_index(self) -> int:
+        """The CUDA device a ``cuda:N`` policy names (0 for ``cuda`` and ``auto``)."""
+        return int(self.device.split(":")[1]) if self.device.startswith("cuda:") else 0
 
     def replace(self, **changes: object) -> ModelConfig:
         """A copy with some fields changed (validated again)."""

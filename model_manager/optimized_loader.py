@@ -20,6 +20,7 @@ from .cache import ArtifactCache, BuildOutput, CacheEntry, CacheKey, make_key
 from .checkpoint import weights_hash
 from .config import ModelConfig
 from .descriptor import ShapeRange
+from .devices import on_device
 from .entry import ModelEntry
 from .host_memory import POLICY
 from .models import LoadedModel
@@ -35,6 +36,7 @@ from .optim.settings import DEFAULT_OPSET, BuildSettings
 from .optim.strategies import AUTO, BASELINE, strategy
 from .progress import publish
 from .runners import Runner, RunnerInfo, TorchRunner
+from .runners.ort_session import check_options
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,12 @@ class OptimizedLoader:
     @property
     def hardware(self) -> Hardware:
         if self._hardware is None:
-            self._hardware = probe_hardware()
+            self._hardware = probe_hardware(self.config.cuda_index)
         return self._hardware
 
     def device(self) -> str:
         """The device runners use under the config's policy."""
-        if self.config.device == "cuda" or (self.config.device == "auto" and self.hardware.cuda):
+        if self.config.device.startswith("cuda") or (self.config.device == "auto" and self.hardware.cuda):
             return "cuda"
         return "cpu"
 
@@ -76,6 +78,8 @@ class OptimizedLoader:
         """Plan, then either run eager directly or go through the cache (``shape_range``: the
         input sizes the artifact must take, replacing the model's profile and so in the key)."""
         the_plan = self.plan_for(requested)
+        if self.config.onnxruntime.to_dict():
+            check_options(self.config.onnxruntime.to_dict(), self._torch_device(the_plan))
         loaded = await asyncio.to_thread(entry.load)
         if shape_range is not None:
             loaded = replace(loaded, descriptor=loaded.descriptor.with_shape_range(shape_range))
@@ -123,7 +127,11 @@ class OptimizedLoader:
             architecture=loaded.architecture,
             notes=list(the_plan.notes),
         )
-        return TorchRunner(loaded.module, loaded.descriptor, info, device=the_plan.device)
+        return TorchRunner(loaded.module, loaded.descriptor, info, device=self._torch_device(the_plan))
+
+    def _torch_device(self, the_plan: Plan) -> str:
+        """Where the plan's runners run: ``cpu`` or ``cuda:N`` (the config's CUDA device)."""
+        return f"cuda:{self.config.cuda_index}" if the_plan.device == "cuda" else the_plan.device
 
     def _key(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, digest: str) -> CacheKey:
         hw = self.hardware
@@ -155,6 +163,7 @@ class OptimizedLoader:
                 "graph_revision": loaded.graph_revision,
                 "host_memory": POLICY if self.config.keep_freed_memory else "glibc defaults",
                 **({"tensorrt": settings.tensorrt} if _builds_engines(the_plan) else {}),
+                **({"onnxruntime": settings.onnxruntime} if settings.onnxruntime else {}),
             },
         )
 
@@ -172,6 +181,8 @@ class OptimizedLoader:
             weights_sha256=digest,
             intermediates_root=str(self.cache.root),
             tensorrt=self.config.tensorrt.build_fields(),
+            cuda_index=self.config.cuda_index,
+            onnxruntime=self.config.onnxruntime.to_dict(),
         )
 
     def _builder(
@@ -204,6 +215,7 @@ class OptimizedLoader:
 
     def _open(self, entry: ModelEntry, loaded: LoadedModel, the_plan: Plan, cached: CacheEntry) -> Runner:
         m = cached.manifest
+        device = self._torch_device(the_plan)
         chosen = str(m.decision.get("chosen") or the_plan.candidates[0])
         cand = get_candidate(chosen)
         info = RunnerInfo(
@@ -229,11 +241,13 @@ class OptimizedLoader:
             loaded.module,
             loaded.descriptor,
             info,
-            the_plan.device,
+            device,
             self.config.num_threads,
             cuda_graph=self.config.tensorrt.cuda_graph,
+            onnxruntime=self.config.onnxruntime.to_dict(),
         )
-        runner = cand.open(req)
+        with on_device(device):
+            runner = cand.open(req)
         log.info(
             "%s/%s: serving %s (%s) from %s%s",
             entry.model_type,

@@ -148,3 +148,10 @@ async def test_strategies_that_only_auto_served_now_load_by_name(tmp_path) -> No
         if not probe_hardware().native_bf16:
             with pytest.raises(StrategyUnavailableError, match="native BF16"):
                 await m.load_optimized_model("super_resolution", "default", "openvino-bf16")
+
+
+def test_onnx_runtime_on_a_described_gpu_without_its_cuda_provider_is_refused_not_served_on_the_cpu() -> None:
+    """An explicit ``onnx`` on CUDA used to be served by ONNX Runtime's CPU provider, silently."""
+    with pytest.raises(StrategyUnavailableError, match="needs onnxruntime-gpu's CUDAExecutionProvider"):
+        plan(Optimization.ONNX, _described_gpu(False, False), ALL, "cuda")
+    assert plan(Optimization.ONNX, _described_gpu(False, True), ALL, "cuda").candidates == ("onnx",)

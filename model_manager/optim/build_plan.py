@@ -26,6 +26,7 @@ from ..cache import BuildOutput
 from ..cache.intermediates import IntermediateStore
 from ..cache.storage import storage_cause, write_error
 from ..descriptor import ModelDescriptor
+from ..devices import on_device
 from ..errors import EngineBuildError, ModelManagerError, QualityGateError
 from ..progress import BuildEvent, detail
 from ..runners import Runner
@@ -79,7 +80,7 @@ def build_plan(
     )
     runners: dict[str, Runner] = {}
     try:
-        with ctx.reporting():
+        with ctx.reporting(), on_device(settings.torch_device):
             results, files, runners = _build_all(ctx, candidates, folder, plan.fallback)
             _time_together(ctx, runners, results, plan.measured)
             decision = _decide(plan, results)
@@ -141,7 +142,14 @@ def _build_and_check(
         ctx.begin(f"check {cand.name} against FP32 on held-out photo crops")
         info = runner_info(ctx, cand.name, cand.backend)
         req = OpenRequest(
-            folder, files, ctx.module, ctx.descriptor, info, ctx.settings.device, ctx.settings.num_threads
+            folder,
+            files,
+            ctx.module,
+            ctx.descriptor,
+            info,
+            ctx.settings.torch_device,
+            ctx.settings.num_threads,
+            onnxruntime=ctx.settings.onnxruntime,
         )
         runner = cand.open_built(ctx, req) if cand.open_built is not None else cand.open(req)
         _check(ctx, runner, result)

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import BackendUnavailableError
 from .strategies import extra_installed
 
 _CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
@@ -56,13 +57,20 @@ class Hardware:
 
 
 @cache
-def probe_hardware() -> Hardware:
-    """Probe once per process; imports nothing heavy beyond torch (the extras only by spec lookup)."""
+def probe_hardware(cuda_index: int = 0) -> Hardware:
+    """Probe once per process (and CUDA device); imports nothing heavy beyond torch (the extras only
+    by spec lookup). The GPU described is ``cuda:cuda_index``; one that does not exist is an error."""
     import torch
 
     cuda = torch.cuda.is_available()
-    name = torch.cuda.get_device_name(0) if cuda else None
-    cap = tuple(torch.cuda.get_device_capability(0)) if cuda else None
+    if cuda and cuda_index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise BackendUnavailableError(
+            f"expected CUDA device cuda:{cuda_index}, but this machine has {count} "
+            f"(cuda:0 .. cuda:{count - 1})"
+        )
+    name = torch.cuda.get_device_name(cuda_index) if cuda else None
+    cap = tuple(torch.cuda.get_device_capability(cuda_index)) if cuda else None
     return Hardware(
         cuda=cuda,
         gpu_name=name,

@@ -71,6 +71,11 @@ def check_available(name: str, hw: Hardware, available: Collection[str], device:
             f"{name} needs the {s.extra} package ({install_hint(s.extra)})"
             + (" and a CPU" if device != "cpu" and "cpu" in s.devices else "")
         )
+    if s.backend == "onnxruntime" and device == "cuda" and "CUDAExecutionProvider" not in hw.ort_providers:
+        raise StrategyUnavailableError(
+            f"{name} on CUDA needs onnxruntime-gpu's CUDAExecutionProvider; this onnxruntime offers "
+            f"{', '.join(hw.ort_providers)} (it would run on the CPU)"
+        )
     if s.native_bf16 and device == "cpu" and not hw.native_bf16:
         raise StrategyUnavailableError(
             f"{name} needs a CPU with native BF16 (AVX-512 BF16 or AMX); this one would emulate it"

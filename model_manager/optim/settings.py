@@ -17,6 +17,8 @@ class BuildSettings:
     """How to build, check and time candidates; the gates come from :class:`QualityGates`."""
 
     device: str = "cpu"
+    """``cpu`` or ``cuda`` (the kind); the CUDA device is ``cuda_index``."""
+    cuda_index: int = 0
     opset: int = DEFAULT_OPSET
     gates: dict[str, float] = field(default_factory=lambda: QualityGates().by_precision())
     time_budget_s: float = 3.0
@@ -39,9 +41,17 @@ class BuildSettings:
     tensorrt: dict[str, Any] = field(default_factory=lambda: TensorRTOptions().build_fields())
     """TensorRT build fields (``TensorRTOptions.build_fields``): workspace, optimisation level,
     hardware and version compatibility; in the key of every plan that may build an engine."""
+    onnxruntime: dict[str, Any] = field(default_factory=dict)
+    """ONNX Runtime passthrough (``OnnxRuntimeOptions.to_dict()``) for the sessions a build checks
+    and times; in the key when set."""
     keep_freed_memory: bool = True
     """The build process keeps freed memory as the serving process does (``host_memory.py``), so
     eager FP32 is timed as it will run next to what is served."""
+
+    @property
+    def torch_device(self) -> str:
+        """Where runners run: ``cpu`` or ``cuda:N``."""
+        return f"cuda:{self.cuda_index}" if self.device == "cuda" else self.device
 
     def gate(self, precision: str) -> float:
         """The minimum PSNR for a precision (one rule: :meth:`QualityGates.for_precision`)."""

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..descriptor import ModelDescriptor
+from ..devices import on_device
 from ..errors import BackendError, InvalidInputError
 from .base import Runner, RunnerInfo
 
@@ -53,15 +54,22 @@ class AotiRunner(Runner):
     refused with the reason before the compiled code sees it.
     """
 
-    def __init__(self, path: str | Path, descriptor: ModelDescriptor, info: RunnerInfo) -> None:
+    def __init__(
+        self, path: str | Path, descriptor: ModelDescriptor, info: RunnerInfo, device: str | None = None
+    ) -> None:
         super().__init__(descriptor, info)
         self.path = Path(path)
         self.shapes: ExportedShapes = read_shapes(self.path.parent)
-        self.device = torch.device(self.shapes.device)
+        self.device = torch.device(device or self.shapes.device)
+        if self.device.type != torch.device(self.shapes.device).type:
+            raise InvalidInputError(
+                f"{self.path} was compiled for {self.shapes.device}, not for {self.device}"
+            )
         try:
             from torch._inductor import aoti_load_package
 
-            self.model: Any = aoti_load_package(str(self.path))
+            index = self.device.index if self.device.index is not None else -1
+            self.model: Any = aoti_load_package(str(self.path), device_index=index)
         except Exception as exc:  # a damaged or foreign package: say which file
             raise BackendError(f"cannot load the AOTInductor package {self.path}: {exc}") from exc
         self.info.artifact_path = self.info.artifact_path or str(self.path)
@@ -76,7 +84,7 @@ class AotiRunner(Runner):
                 f"{tuple(first.shape)}); use a larger input or another optimization"
             )
         args = [t.to(self.device, torch.float32).contiguous() for t in inputs]
-        with torch.inference_mode():
+        with torch.inference_mode(), on_device(self.device):
             out = self.model(*args)
         return out[0] if isinstance(out, (list, tuple)) else out
 

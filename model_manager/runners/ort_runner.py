@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,13 @@ class OrtRunner(Runner):
         device: str = "cpu",
         num_threads: int | None = None,
         session: Any = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(descriptor, info)
         self.path = Path(path)
-        self.session: Any = session or create_session(self.path, device=device, num_threads=num_threads)
+        self.session: Any = session or create_session(
+            self.path, device=device, num_threads=num_threads, options=options
+        )
         self._input_names = [i.name for i in self.session.get_inputs()]
         self._output_name = self.session.get_outputs()[0].name
         expected = [s.name for s in descriptor.inputs]
@@ -43,6 +47,7 @@ class OrtRunner(Runner):
                 f"got {self._input_names}"
             )
         self._cuda = "CUDAExecutionProvider" in self.session.get_providers()
+        self._device = torch.device(device if device.startswith("cuda:") else "cuda") if self._cuda else None
         self.info.artifact_path = self.info.artifact_path or str(self.path)
         self.info.device = "cuda" if self._cuda else "cpu"
 
@@ -64,7 +69,7 @@ class OrtRunner(Runner):
         its stream before ``run_with_iobinding`` returns, so the output is complete when returned.
         """
         binding = self.session.io_binding()
-        tensors = [t.to("cuda").contiguous() for t in inputs]
+        tensors = [t.to(self._device).contiguous() for t in inputs]
         for name, t in zip(self._input_names, tensors):
             binding.bind_input(name, "cuda", t.device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
         out = torch.empty(self._output_shape(tensors[0]), dtype=torch.float32, device=tensors[0].device)

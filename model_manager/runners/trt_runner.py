@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..descriptor import ModelDescriptor, TensorSpec
+from ..devices import on_device
 from ..errors import BackendUnavailableError, InvalidInputError
 from .base import Runner, RunnerInfo
 from .trt_io import Shape, bind, check, engine_scale, read_io
@@ -38,7 +39,8 @@ from .trt_session import deserialize_with_logger, failure, import_tensorrt
 
 
 class TrtRunner(Runner):
-    """Runs a deserialized engine on the current CUDA device, on a stream of its own."""
+    """Runs a deserialized engine on its CUDA device (``device``, else the current one), on a stream
+    of its own; every call makes that device current in its thread (``devices.on_device``)."""
 
     def __init__(
         self,
@@ -48,17 +50,22 @@ class TrtRunner(Runner):
         *,
         cuda_graph: bool = False,
         allow_host_code: bool = False,
+        device: str | torch.device | None = None,
     ) -> None:
         super().__init__(descriptor, info)
         if not torch.cuda.is_available():
             raise BackendUnavailableError("TrtRunner needs a CUDA device; none is visible")
         self.trt = import_tensorrt()
         self.path = Path(engine_path)
-        self.engine, self._logger = deserialize_with_logger(str(self.path), allow_host_code)
-        self.context: Any = self.engine.create_execution_context()
+        given = torch.device(device) if device is not None else torch.device("cuda")
+        self.device = torch.device(
+            "cuda", given.index if given.index is not None else torch.cuda.current_device()
+        )
+        with on_device(self.device):  # the engine, its context and its stream belong to this device
+            self.engine, self._logger = deserialize_with_logger(str(self.path), allow_host_code)
+            self.context: Any = self.engine.create_execution_context()
         if self.context is None:
             raise failure(f"create an execution context for {self.path.name}", self._logger)
-        self.device = torch.device("cuda", torch.cuda.current_device())
         self._stream = torch.cuda.Stream(self.device)
         self._io = read_io(self.engine, self.trt, self.path.name)
         expected = [s.name for s in descriptor.inputs]
@@ -103,7 +110,7 @@ class TrtRunner(Runner):
             self._check_profile(name, shape)
         caller = torch.cuda.current_stream(self.device)
         tensors = [self._to_engine(name, t) for name, t in zip(self._io.inputs, inputs)]
-        with self._enqueue_lock:
+        with self._enqueue_lock, on_device(self.device):
             self._stream.wait_stream(caller)
             if self.cuda_graph:
                 out = self._graph_for(shapes).run(tensors, self._stream)

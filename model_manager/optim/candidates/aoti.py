@@ -24,7 +24,7 @@ def _build(ctx: BuildContext, folder: Path) -> list[str]:
 
 
 def _open(req: OpenRequest) -> Runner:
-    return AotiRunner(req.folder / PACKAGE, req.descriptor, req.info)
+    return AotiRunner(req.folder / PACKAGE, req.descriptor, req.info, device=req.device)
 
 
 CANDIDATES = (Candidate("aoti", (), _build, _open),)

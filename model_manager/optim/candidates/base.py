@@ -7,7 +7,7 @@ and ``open`` (a Runner over the published files). Backend and precision come fro
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ class OpenRequest:
     num_threads: int | None
     cuda_graph: bool = False
     """TensorRT: replay the engine as CUDA graphs (``TensorRTOptions.cuda_graph``)."""
+    onnxruntime: Mapping[str, Any] | None = None
+    """ONNX Runtime: the deployer's passthrough (``OnnxRuntimeOptions.to_dict()``)."""
 
 
 Builder = Callable[[BuildContext, Path], list[str]]

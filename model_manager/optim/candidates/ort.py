@@ -46,7 +46,12 @@ def _copy(name: str, step: Step[Files]) -> Callable[[BuildContext, Path], list[s
 def _opener(name: str) -> Callable[[OpenRequest], Runner]:
     def open_runner(req: OpenRequest) -> Runner:
         return OrtRunner(
-            req.folder / FILES[name], req.descriptor, req.info, device=req.device, num_threads=req.num_threads
+            req.folder / FILES[name],
+            req.descriptor,
+            req.info,
+            device=req.device,
+            num_threads=req.num_threads,
+            options=req.onnxruntime,
         )
 
     return open_runner

@@ -61,6 +61,7 @@ def _open(req: OpenRequest) -> Runner:
         req.info,
         cuda_graph=req.cuda_graph,
         allow_host_code=version_compatible,
+        device=req.device,
     )
 
 
