@@ -234,7 +234,9 @@ async def test_warmup_from_the_config_on_entry(tmp_path: Path) -> None:
     config = _config(tmp_path, warmup=[("super_resolution", "default", "none")])
     async with ModelManager(config) as m:
         runner = await m.load_optimized_model("super_resolution", "default", "none")
-        assert not runner.closed and m._pool.get_open(("super_resolution", "espcn-x2", "none")) is runner
+        assert (
+            not runner.closed and m._pool.get_open(("super_resolution", "espcn-x2", "none", None)) is runner
+        )
 
 
 _CHILD = textwrap.dedent("""
