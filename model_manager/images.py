@@ -23,6 +23,18 @@ def read_image(path: str | Path) -> np.ndarray:
         raise InvalidInputError(f"expected an image file (PNG, JPEG, ...), {str(p)!r} is not one") from exc
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+"""The image files a folder input is read from (and the suffixes named in errors)."""
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The folder's image files in name order; an error naming the folder when there are none."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InvalidInputError(f"expected image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}, found none")
+    return files
+
+
 def write_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an HxWx3 uint8 array; the format follows the file suffix."""
     from PIL import Image

@@ -162,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--factor", type=int, default=2, help="interpolation of a folder or video: frame-rate multiplier"
     )
     p.add_argument("--batch-size", type=int, default=4, help="folder or video: frames per model call")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="folder or video on Ray Data: a local Ray, or the cluster at ADDRESS (needs the ray extra)",
+    )
+    p.add_argument("--actors", type=int, default=2, metavar="N", help="with --ray: actors, one runner each")
     _checkpoint(p)
     _optimization(p)
     _shape_range(p)

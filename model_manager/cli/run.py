@@ -8,6 +8,8 @@ is a file, a video's output that is not a video) a usage error (exit 2).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any, Literal
@@ -15,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ..config import ModelConfig
-from ..errors import InvalidInputError
-from ..images import from_batch, read_image, to_batch, write_image
+from ..descriptor import ShapeRange
+from ..errors import BackendUnavailableError, InvalidInputError
+from ..images import IMAGE_SUFFIXES, folder_images, from_batch, read_image, to_batch, write_image
 from ..manager import ModelManager
 from ..samples import sample_path
 from ..video.io import VIDEO_SUFFIXES, is_video
@@ -25,12 +28,12 @@ from .optimize import load_runner
 from .outcome import UsageError
 
 InputKind = Literal["image", "folder", "video"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-"""The image files a folder input is read from (and the suffixes named in errors)."""
 
 
 async def run(args: argparse.Namespace, config: ModelConfig) -> dict[str, Any]:
     kind = check_paths(args.input, args.output)
+    if args.ray is not None:
+        return await run_ray(args, config, kind)
     if kind == "folder":
         return await run_folder(args, config)
     if kind == "video":
@@ -124,14 +127,6 @@ async def run_image(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
 
 
 # -- a folder of images, a video ------------------------------------------------------------------
-def _folder_images(folder: Path) -> list[Path]:
-    """The folder's image files in name order; an error naming the folder when there are none."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InvalidInputError(f"expected image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}, found none")
-    return files
-
-
 def _frame_bar(args: argparse.Namespace, total: int | None = None) -> Any:
     """The frame progress bar (after the build line is gone: the runner is loaded first)."""
     from tqdm import tqdm
@@ -146,7 +141,7 @@ async def run_folder(args: argparse.Namespace, config: ModelConfig) -> dict[str,
     """Every image of a folder (a frame sequence for interpolation) through process_frames."""
     from ..video import process_frames
 
-    files = _folder_images(Path(args.input))
+    files = folder_images(Path(args.input))
     out_dir = Path(args.output)
     async with ModelManager(config) as manager:
         runner = await load_runner(manager, args)
@@ -193,3 +188,30 @@ async def run_video(args: argparse.Namespace, config: ModelConfig) -> dict[str, 
             "audio": info.has_audio,
             "runner": runner.info.to_dict(),
         }
+
+
+# -- on Ray ---------------------------------------------------------------------------------------
+async def run_ray(args: argparse.Namespace, config: ModelConfig, kind: str) -> dict[str, Any]:
+    """A folder or a video through Ray Data (``--ray [ADDRESS] --actors N``), outputs in order."""
+    if kind == "image":
+        raise InvalidInputError(f"--ray processes a folder of images or a video, got the image {args.input}")
+    try:
+        from ..distributed.batch import run_on_ray
+    except ImportError as exc:
+        raise BackendUnavailableError("--ray needs Ray: pip install 'model_manager[ray]'") from exc
+    shape_range = ShapeRange(args.max_size, args.max_batch) if args.max_size else None
+    result = await asyncio.to_thread(
+        run_on_ray,
+        args.model_type,
+        args.name,
+        Path(args.input),
+        Path(args.output),
+        config=config,
+        optimization=args.optimization,
+        actors=args.actors,
+        batch_size=args.batch_size,
+        factor=args.factor,
+        shape_range=shape_range,
+        address=None if args.ray == "local" else args.ray,
+    )
+    return {"input": args.input, "output": str(args.output), "ray": dataclasses.asdict(result)}
