@@ -105,3 +105,21 @@ def test_the_command_line_runs_a_folder_on_ray(tmp_path: Path, capsys: pytest.Ca
         == 1
     )
     assert "--ray processes a folder of images or a video" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_video_on_ray_doubles_its_frame_rate_and_keeps_its_audio(tmp_path: Path) -> None:
+    """Interpolation x2 of a clip with audio: 2N - 1 frames at twice the rate, the audio carried over."""
+    from model_manager.distributed.batch import run_on_ray
+    from model_manager.video.clip import write_clip
+    from model_manager.video.io import probe_video
+
+    clip = write_clip(tmp_path / "clip.mp4", count=6, size=(64, 64), fps=6)
+    config = ModelConfig(cache_dir=tmp_path / "cache", device="cpu", num_threads=1)
+    out = tmp_path / "x2fps.mp4"
+    run_on_ray(
+        "interpolation", "default", clip, out, config=config, optimization="none", actors=1, batch_size=2
+    )
+    src, info = probe_video(clip), probe_video(out)
+    assert (info.frames, info.fps, info.width) == (11, 2 * src.fps, 64)
+    assert info.has_audio and info.duration_s == pytest.approx(src.duration_s, abs=1 / 6)
