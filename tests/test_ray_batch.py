@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from model_manager import ModelConfig, ModelManager
+from model_manager.distributed.batch import RayRun
 from model_manager.images import read_image, write_image
 from model_manager.video import process_frames
 from model_manager.video.clip import pan_zoom_frames
@@ -49,41 +50,44 @@ def _written(folder: Path) -> list[np.ndarray]:
     return [read_image(p) for p in sorted(folder.glob("*.png"))]
 
 
+def _max_diff(got: list[np.ndarray], expected: list[np.ndarray]) -> int:
+    return max(int(np.abs(g.astype(int) - e.astype(int)).max()) for g, e in zip(got, expected))
+
+
+def _ray_and_single(
+    tmp_path: Path, model_type: str, strategy: str, count: int, size: tuple[int, int], **kw: int
+) -> tuple[RayRun, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The same folder on Ray (2 actors, batches of 2 rows) and in one process: result, outputs, frames."""
+    from model_manager.distributed.batch import run_on_ray
+
+    folder, frames = _folder(tmp_path, count, size)
+    config = ModelConfig(cache_dir=tmp_path / "cache", device="cpu", num_threads=1)
+    result = run_on_ray(
+        model_type, "default", folder, tmp_path / "out", config=config,
+        optimization=strategy, actors=2, batch_size=2, **kw,
+    )  # fmt: skip
+    expected = asyncio.run(_single_process(config, model_type, strategy, frames))
+    return result, _written(tmp_path / "out"), expected, frames
+
+
 @pytest.mark.usefixtures("local_ray")
 def test_interpolation_pairs_straddling_batches_match_the_single_process(tmp_path: Path) -> None:
     """7 frames in batches of 2 rows: every pair across a batch boundary is interpolated, in order."""
-    from model_manager.distributed.batch import run_on_ray
-
-    folder, frames = _folder(tmp_path, 7, (64, 96))
-    config = ModelConfig(cache_dir=tmp_path / "cache", device="cpu", num_threads=1)
-    result = run_on_ray(
-        "interpolation", "default", folder, tmp_path / "out", config=config,
-        optimization="none", actors=2, batch_size=2, factor=2,
-    )  # fmt: skip
-    expected = asyncio.run(_single_process(config, "interpolation", "none", frames))
-    got = _written(tmp_path / "out")
+    result, got, expected, frames = _ray_and_single(tmp_path, "interpolation", "none", 7, (64, 96), factor=2)
     assert result.frames_in == 7 and result.frames_out == len(got) == len(expected) == 13
     assert [g.shape for g in got] == [e.shape for e in expected]
-    worst = max(int(np.abs(g.astype(int) - e.astype(int)).max()) for g, e in zip(got, expected))
-    assert worst <= 1  # eager FP32; batch composition differs (pairs alone vs in batches of two)
+    assert (
+        _max_diff(got, expected) <= 1
+    )  # eager FP32; batch composition differs (pairs alone vs in batches of two)
     assert all(np.array_equal(got[2 * i], frames[i]) for i in range(7))  # sources passed through
 
 
 @pytest.mark.usefixtures("local_ray")
 def test_super_resolution_through_two_actors_is_built_once_on_the_driver(tmp_path: Path) -> None:
     """The driver builds the ONNX entry; the actors (same cache folder) load it: one build, one entry."""
-    from model_manager.distributed.batch import run_on_ray
-
-    folder, frames = _folder(tmp_path, 6, (48, 64))
-    config = ModelConfig(cache_dir=tmp_path / "cache", device="cpu", num_threads=1)
-    result = run_on_ray(
-        "super_resolution", "default", folder, tmp_path / "out", config=config,
-        optimization="onnx", actors=2, batch_size=2,
-    )  # fmt: skip
-    got = _written(tmp_path / "out")
-    expected = asyncio.run(_single_process(config, "super_resolution", "onnx", frames))
+    result, got, expected, _ = _ray_and_single(tmp_path, "super_resolution", "onnx", 6, (48, 64))
     assert result.strategy == "onnx" and len(got) == 6 and got[0].shape == (96, 128, 3)
-    assert max(int(np.abs(g.astype(int) - e.astype(int)).max()) for g, e in zip(got, expected)) <= 1
+    assert _max_diff(got, expected) <= 1
     root = tmp_path / "cache"
     entries = [m for m in root.rglob("manifest.json") if not m.relative_to(root).parts[0].startswith(".")]
     assert len(entries) == 1  # one entry: nobody built a second time

@@ -130,7 +130,7 @@ class ArtifactCache:
 
     async def _acquire(self, lock: FileLock, key: CacheKey) -> None:
         """Take the key's file lock, logging while another process holds it."""
-        self._mkdir(self.root / LOCKS)
+        self.mkdir_private(self.root / LOCKS)
         waited = 0.0
         while True:
             try:
@@ -155,7 +155,7 @@ class ArtifactCache:
 
     async def _build_and_publish(self, key: CacheKey, build: Builder) -> CacheEntry:
         final = self.entry_dir(key)
-        self._mkdir(final.parent)
+        self.mkdir_private(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
         try:
             manifest = await self._build_into(tmp, key, build)
@@ -223,9 +223,9 @@ class ArtifactCache:
             / f"{rel.name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         )
         try:
-            self._mkdir(target.parent)
+            self.mkdir_private(target.parent)
             if folder.is_symlink():  # move the link itself into a real folder; never write through it
-                self._mkdir(target)
+                self.mkdir_private(target)
                 folder.rename(target / folder.name)
             else:
                 folder.rename(target)
@@ -246,7 +246,7 @@ class ArtifactCache:
                 return current
         return None
 
-    def _mkdir(self, folder: Path) -> None:
+    def mkdir_private(self, folder: Path) -> None:
         """Create ``folder`` and its missing parents from the root down, owner-only (0o700), any umask."""
         self.root.parent.mkdir(parents=True, exist_ok=True)
         current = self.root.parent
@@ -270,7 +270,7 @@ class ArtifactCache:
 
     def _writable(self) -> bool:
         try:
-            self._mkdir(self.root)
+            self.mkdir_private(self.root)
             probe = Path(tempfile.mkdtemp(prefix=".probe-", dir=self.root))
             probe.rmdir()
             return True

@@ -14,6 +14,7 @@ the order (``frames_dataset.ordered_frames``), with Ray Data's ``preserve_order`
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -66,13 +67,26 @@ class FrameProcessor:
         if not self.interpolate:
             return _rows(index, self._run(frames))
         nexts = _frames(batch, "next", "next_path")
+        more = [bool(m) for m in batch["has_next"]]
+        if all(b == a + 1 for a, b in itertools.pairwise(index)):  # one run: the calls batched together
+            return self._sequence(index[0], frames, nexts[-1], more[-1])
         out_index: list[int] = []
         outputs: list[np.ndarray] = []
-        for i, frame, following, more in zip(index, frames, nexts, batch["has_next"]):
-            produced = self._run([frame, following])[:-1] if more else [frame]
-            out_index += [i * self.factor + k for k in range(len(produced))]
-            outputs += produced
+        for i, frame, following, has_next in zip(index, frames, nexts, more):
+            produced = self._sequence(i, [frame], following, has_next)
+            out_index += produced["index"].tolist()
+            outputs += list(produced["frame"])
         return _rows(out_index, outputs)
+
+    def _sequence(
+        self, first: int, frames: list[np.ndarray], following: np.ndarray, has_next: bool
+    ) -> dict[str, np.ndarray]:
+        """Consecutive source frames and the one after them (if any) interpolated in one run; the
+        frame after them is dropped from the output (it opens the next row's sequence)."""
+        produced = self._run([*frames, following]) if has_next else self._run(frames)
+        if has_next:
+            produced = produced[:-1]
+        return _rows([first * self.factor + k for k in range(len(produced))], produced)
 
     def info(self) -> dict[str, Any]:
         """What this actor serves (strategy, cache hit, ...)."""

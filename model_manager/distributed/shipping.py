@@ -261,7 +261,8 @@ def unpack_entry(cache_root: Path, shipped: ShippedEntry) -> Path:
     manifest = _parse_manifest(shipped.files[MANIFEST_NAME], rel, where)
     _verify(manifest, shipped.files, where)
     final = root.joinpath(*rel.parts)
-    _mkdir_private(root, root / LOCKS)
+    cache = ArtifactCache(root)
+    cache.mkdir_private(root / LOCKS)
     _refuse_links(root, rel)
     lock = FileLock(str(root / LOCKS / f"{manifest.key_digest}.lock"), mode=0o600, thread_local=False)
     try:
@@ -269,9 +270,9 @@ def unpack_entry(cache_root: Path, shipped: ShippedEntry) -> Path:
     except Timeout:
         raise CacheLockTimeout(f"waited {LOCK_TIMEOUT_S:.0f} s for the lock of {final}") from None
     try:
-        if _keep_existing(ArtifactCache(root), final, manifest):
+        if _keep_existing(cache, final, manifest):
             return final
-        _publish(root, final, shipped, manifest)
+        _publish(cache, final, shipped, manifest)
     finally:
         lock.release()
     return final
@@ -289,17 +290,17 @@ def _keep_existing(cache: ArtifactCache, final: Path, manifest: Manifest) -> boo
     return True
 
 
-def _publish(root: Path, final: Path, shipped: ShippedEntry, manifest: Manifest) -> None:
+def _publish(cache: ArtifactCache, final: Path, shipped: ShippedEntry, manifest: Manifest) -> None:
     """Write the files into a temporary folder beside the entry, then rename it into place."""
     tmp = final.parent / f"{TMP_PREFIX}{_SHIP}{manifest.key_digest[:16]}-{uuid.uuid4().hex}"
     try:
-        _mkdir_private(root, final.parent)
+        cache.mkdir_private(final.parent)
         tmp.mkdir(mode=0o700)
         make_private(tmp)
         for record in manifest.files:
             _write_file(tmp / record.name, shipped.files[record.name])
         _write_file(tmp / MANIFEST_NAME, shipped.files[MANIFEST_NAME])  # last, as a build does
-        _rename_into_place(root, tmp, final, manifest)
+        _rename_into_place(cache, tmp, final, manifest)
     except OSError as exc:
         if (cause := storage_cause(exc)) is not None:
             raise write_error(f"the shipped entry {final.name}", final.parent, cause) from exc
@@ -308,7 +309,7 @@ def _publish(root: Path, final: Path, shipped: ShippedEntry, manifest: Manifest)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _rename_into_place(root: Path, tmp: Path, final: Path, manifest: Manifest) -> None:
+def _rename_into_place(cache: ArtifactCache, tmp: Path, final: Path, manifest: Manifest) -> None:
     """Rename; if another process published first, keep theirs when sound, else replace it once."""
     for attempt in range(2):
         try:
@@ -318,7 +319,7 @@ def _rename_into_place(root: Path, tmp: Path, final: Path, manifest: Manifest) -
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or attempt:
                 raise
-        if _keep_existing(ArtifactCache(root), final, manifest):
+        if _keep_existing(cache, final, manifest):
             return
 
 
@@ -330,19 +331,6 @@ def _write_file(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     make_private(path)
-
-
-def _mkdir_private(root: Path, folder: Path) -> None:
-    """Create ``folder`` and its missing parents from the root's parent down, owner-only (as the cache)."""
-    root.parent.mkdir(parents=True, exist_ok=True)
-    current = root.parent
-    for name in folder.relative_to(root.parent).parts:
-        current = current / name
-        try:
-            current.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        make_private(current)
 
 
 # -- driver and actors ------------------------------------------------------------------------
